@@ -1,0 +1,50 @@
+"""Settings shared by every service, read from the environment with the ``KANOL_`` prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs to run; each service extends it with its own fields.
+
+    The defaults are the embedded mode of ``make up``: SQLite files and a local folder
+    under ``data_dir``, a broker on loopback.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KANOL_", env_file=".env", extra="ignore")
+
+    service_name: str = "kanol"
+    environment: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    run_migrations: bool = True
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_client_prefix: str = "kanol"
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+    otlp_endpoint: str | None = None
+
+    identity_url: str = "http://127.0.0.1:8001"
+    jwks_url: str | None = None
+    token_issuer: str = "http://127.0.0.1:8001"
+    token_audience: str = "kanol"
+
+    outbox_poll_seconds: float = 1.0
+    outbox_batch_size: int = 200
+    readiness_outbox_backlog_limit: int = 10_000
+
+    def resolved_database_url(self) -> str:
+        """The configured database, or a SQLite file of this service under ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        path = (self.data_dir / f"{self.service_name}.sqlite3").resolve()
+        return f"sqlite+aiosqlite:///{path}"
+
+    def resolved_jwks_url(self) -> str:
+        return self.jwks_url or f"{self.identity_url.rstrip('/')}/.well-known/jwks.json"
