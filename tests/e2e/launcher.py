@@ -1,0 +1,175 @@
+"""Start the real processes of the thin flow, for the end-to-end tests and the benchmarks.
+
+Each service runs as its own Python process, on its own PostgreSQL (or SQLite) database, a
+shared broker and a topic prefix of its own, and writes JSON logs to a file the caller can
+read (the end-to-end test follows one trace id through them).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+DEMO_SIREN = "213502388"
+SYNDICAT_SIREN = "253514491"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Platform:
+    """Where the running platform listens and how to talk to it."""
+
+    workdir: Path
+    identity_url: str
+    actes_url: str
+    archive_url: str
+    prefecture_url: str
+    client_id: str
+    client_secret: str
+    siren: str = DEMO_SIREN
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def log_lines(self, name: str) -> list[str]:
+        return self.log_path(name).read_text(errors="replace").splitlines()
+
+    def token(self, scopes: str | None = None) -> str:
+        data = {"grant_type": "client_credentials"}
+        if scopes:
+            data["scope"] = scopes
+        response = httpx.post(
+            f"{self.identity_url}/oauth/token",
+            data=data,
+            auth=(self.client_id, self.client_secret),
+            timeout=10,
+        )
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+
+def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{log.read_text(errors='replace')[-4000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} not ready at {url}:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes.values():
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def run_platform(
+    workdir: Path,
+    *,
+    kafka_bootstrap: str,
+    database_urls: dict[str, str],
+    prefecture_args: tuple[str, ...] = (),
+    log_level: str = "INFO",
+) -> Iterator[Platform]:
+    """Start prefecture simulator, identity, actes-pes and archive; stop them on exit.
+
+    ``database_urls`` maps ``identity``, ``actes-pes`` and ``archive`` to their databases.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = {name: free_port() for name in ("identity", "actes-pes", "archive", "prefecture")}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    archive_secret = secrets.token_urlsafe(16)
+    platform = Platform(
+        workdir=workdir,
+        identity_url=urls["identity"],
+        actes_url=urls["actes-pes"],
+        archive_url=urls["archive"],
+        prefecture_url=urls["prefecture"],
+        client_id="e2e-mairie",
+        client_secret=secrets.token_urlsafe(16),
+    )
+    base_env = {
+        **os.environ,
+        "KANOL_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "KANOL_KAFKA_TOPIC_PREFIX": f"e2e{secrets.token_hex(4)}.",
+        "KANOL_LOG_FORMAT": "json",
+        "KANOL_LOG_LEVEL": log_level,
+        "KANOL_DATA_DIR": str(workdir / "data"),
+        "KANOL_IDENTITY_URL": urls["identity"],
+        "KANOL_TOKEN_ISSUER": urls["identity"],
+        "KANOL_PREFECTURE_URL": urls["prefecture"],
+        "KANOL_PUBLIC_URL": urls["actes-pes"],
+        "KANOL_ARCHIVE_CLIENT_ID": "e2e-archive",
+        "KANOL_ARCHIVE_CLIENT_SECRET": archive_secret,
+    }
+
+    def env_of(name: str) -> dict[str, str]:
+        env = {**base_env, "KANOL_SERVICE_NAME": name}
+        if name in database_urls:
+            env["KANOL_DATABASE_URL"] = database_urls[name]
+        return env
+
+    seeds = (
+        (SYNDICAT_SIREN, "Syndicat e2e", "syndicat", "e2e-archive", archive_secret,
+         "documents:read"),
+        (DEMO_SIREN, "Commune e2e", "commune", platform.client_id, platform.client_secret,
+         "actes:write actes:read archive:read"),
+    )
+    for siren, name, kind, client_id, secret, scopes in seeds:
+        subprocess.run(
+            [sys.executable, "-m", "kanol_identity", "seed", "--siren", siren, "--name", name,
+             "--kind", kind, "--departement", "035", "--client-id", client_id,
+             "--client-secret", secret, "--scopes", scopes],
+            env=env_of("identity"), check=True, capture_output=True,
+        )
+
+    commands = {
+        "prefecture": ["-m", "kanol_actes_pes.simulators.prefecture", *prefecture_args],
+        "identity": ["-m", "kanol_identity", "serve"],
+        "actes-pes": ["-m", "kanol_actes_pes", "serve"],
+        "archive": ["-m", "kanol_archive", "serve"],
+    }
+    try:
+        for name, arguments in commands.items():
+            log = platform.log_path(name)
+            with log.open("wb") as output:
+                platform.processes[name] = subprocess.Popen(
+                    [sys.executable, *arguments, "--port", str(ports[name])],
+                    env=env_of(name), stdout=output, stderr=subprocess.STDOUT,
+                )
+        for name, process in platform.processes.items():
+            path = "/livez" if name == "prefecture" else "/readyz"
+            _wait_ready(name, urls[name] + path, process, platform.log_path(name))
+        yield platform
+    finally:
+        _stop(platform.processes)

@@ -1,0 +1,137 @@
+"""The thin flow through the real processes: an acte submitted over HTTP reaches the archive.
+
+identity, actes-pes, archive and the prefecture simulator run as their own processes on
+PostgreSQL and the session's Kafka broker; the test talks to them only over HTTP, as an
+authority's software would, and reads their JSON logs to follow one trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pypdf import PdfWriter
+
+from tests.e2e.launcher import Platform, run_platform
+
+pytestmark = pytest.mark.e2e
+
+DEPOSIT_TIMEOUT_SECONDS = 60.0
+
+
+@pytest.fixture(scope="module")
+def platform(
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka_bootstrap: str,
+    postgres_database: Callable[[str], str],
+) -> Iterator[Platform]:
+    databases = {
+        "identity": postgres_database("e2e_identity"),
+        "actes-pes": postgres_database("e2e_actes_pes"),
+        "archive": postgres_database("e2e_archive"),
+    }
+    workdir: Path = tmp_path_factory.mktemp("e2e")
+    with run_platform(workdir, kafka_bootstrap=kafka_bootstrap, database_urls=databases) as p:
+        yield p
+
+
+def _pdf(title: str) -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    writer.add_metadata({"/Title": title})
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def _json_lines(platform: Platform, name: str) -> list[dict[str, Any]]:
+    records = []
+    for line in platform.log_lines(name):
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    return records
+
+
+def _wait_for_archive(client: httpx.Client, platform: Platform, acte_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + DEPOSIT_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        response = client.get(f"{platform.archive_url}/v1/archives", params={"acte_id": acte_id})
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        if items:
+            return items[0]
+        time.sleep(0.1)
+    logs = {name: platform.log_lines(name)[-20:] for name in platform.processes}
+    pytest.fail(f"acte {acte_id} not archived in {DEPOSIT_TIMEOUT_SECONDS} s; logs: {logs}")
+
+
+def test_an_acte_goes_from_submission_to_the_archive_in_one_trace(platform: Platform) -> None:
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    pdf = _pdf("Délibération e2e")
+    numero = f"E2E_{secrets.token_hex(4).upper()}"
+    metadata = {
+        "numero_interne": numero,
+        "nature": 1,
+        "matiere": "1.1",
+        "objet": "Vote du budget primitif",
+        "date_decision": date.today().isoformat(),
+    }
+
+    with httpx.Client(timeout=10) as client:
+        client.headers["Authorization"] = f"Bearer {platform.token()}"
+        response = client.post(
+            f"{platform.actes_url}/v1/actes",
+            files={
+                "metadata": (None, json.dumps(metadata), "application/json"),
+                "acte": ("deliberation.pdf", pdf, "application/pdf"),
+            },
+            headers={"traceparent": traceparent},
+        )
+        assert response.status_code == 201, response.text
+        acte_id = response.json()["id"]
+
+        summary = _wait_for_archive(client, platform, acte_id)
+        archive = client.get(f"{platform.archive_url}/v1/archives/{summary['id']}").json()
+        acte = client.get(f"{platform.actes_url}/v1/actes/{acte_id}").json()
+        history = client.get(f"{platform.actes_url}/v1/actes/{acte_id}/history").json()
+
+        by_role = {obj["role"]: obj for obj in archive["objects"]}
+        stored_pdf = client.get(
+            f"{platform.archive_url}/v1/archives/{archive['id']}/objects/{by_role['acte']['sha256']}"
+        )
+
+    assert acte["state"] == "acknowledged"
+    states = [change["state"] for change in history["items"]]
+    assert states[-2:] == ["transmitted", "acknowledged"]
+    assert archive["acte_id"] == acte_id
+    assert archive["identifiant_acte"] == acte["identifiant_acte"]
+    assert {"acte", "ar_acte"} <= set(by_role)
+    assert by_role["acte"]["sha512"] == hashlib.sha512(pdf).hexdigest()
+    assert stored_pdf.content == pdf
+
+    deposits = [
+        line for line in _json_lines(platform, "archive") if line.get("event") == "archive.deposited"
+    ]
+    assert [line.get("trace_id") for line in deposits] == [trace_id]
+    submitted = [
+        line for line in _json_lines(platform, "actes-pes") if line.get("event") == "acte.submitted"
+    ]
+    assert [line.get("trace_id") for line in submitted] == [trace_id]
+
+
+def test_a_missing_token_is_refused_with_a_problem(platform: Platform) -> None:
+    response = httpx.post(f"{platform.actes_url}/v1/actes", files={"acte": ("a.pdf", b"%PDF-")})
+
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["status"] == 401
