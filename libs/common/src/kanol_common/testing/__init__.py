@@ -1,0 +1,1 @@
+"""Helpers for the tests of Kanol services: tokens, delivery fixtures."""
