@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, unquote
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
+
 from kanol_common.auth import (
     Caller,
     InvalidToken,

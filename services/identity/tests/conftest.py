@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+
 from kanol_identity.app import create_app
 from kanol_identity.models import OrganisationKind
 from kanol_identity.seed import SeedRequest, seed

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 from aiokafka import AIOKafkaConsumer
+
 from kanol_common.envelope import CloudEvent, decode, header_map
 from kanol_common.events.identity import OrganisationRegistered
 from kanol_identity.testing import Identity, new_siren

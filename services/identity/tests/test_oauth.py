@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
+
 from kanol_common.auth import (
     InvalidToken,
     JwksVerifier,
@@ -20,7 +22,6 @@ from kanol_common.testing.auth import TokenFactory
 from kanol_identity.__main__ import main
 from kanol_identity.models import ApiClient, utcnow
 from kanol_identity.testing import BASE_URL, Identity, basic
-from sqlmodel import select
 
 
 def _claims(token: str) -> dict[str, Any]:

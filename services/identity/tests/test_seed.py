@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import func
+from sqlmodel import select
+
 from kanol_common.delivery_models import OutboxMessage
 from kanol_identity.__main__ import main
 from kanol_identity.models import ApiClient, Organisation
 from kanol_identity.testing import Identity, new_siren
-from sqlalchemy import func
-from sqlmodel import select
 
 
 async def _counts(identity: Identity) -> tuple[int, int, int, str]:

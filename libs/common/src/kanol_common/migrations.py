@@ -41,3 +41,46 @@ def run_env(target_metadata: MetaData | None = None) -> None:
         return
 
     asyncio.run(_run_async(url, target_metadata))
+
+
+def create_delivery_tables() -> None:
+    """Create the outbox and inbox tables; call it from a service's first revision.
+
+    The columns match :mod:`kanol_common.delivery_models`.
+    """
+    import sqlalchemy as sa
+    from alembic import op
+
+    id_type = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    op.create_table(
+        "kanol_outbox",
+        sa.Column("id", id_type, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(64), nullable=False),
+        sa.Column("topic", sa.String(255), nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("headers", sa.JSON(), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.UniqueConstraint("event_id", name="uq_kanol_outbox_event_id"),
+    )
+    op.create_index("ix_kanol_outbox_published_at", "kanol_outbox", ["published_at"])
+
+    op.create_table(
+        "kanol_inbox",
+        sa.Column("consumer_group", sa.String(255), primary_key=True),
+        sa.Column("event_id", sa.String(64), primary_key=True),
+        sa.Column("event_type", sa.String(255), nullable=False),
+        sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_kanol_inbox_handled_at", "kanol_inbox", ["handled_at"])
+
+
+def drop_delivery_tables() -> None:
+    """Drop what :func:`create_delivery_tables` created; for a first revision's downgrade."""
+    from alembic import op
+
+    op.drop_index("ix_kanol_inbox_handled_at", table_name="kanol_inbox")
+    op.drop_table("kanol_inbox")
+    op.drop_index("ix_kanol_outbox_published_at", table_name="kanol_outbox")
+    op.drop_table("kanol_outbox")

@@ -25,6 +25,12 @@ class CommonSettings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_client_prefix: str = "kanol"
+    # Prepended to every physical topic and consumer group name (outbox, consumers, retry
+    # and DLQ topics), so that tests or several platforms can share one broker.
+    kafka_topic_prefix: str = ""
+    kafka_event_topic_partitions: int = 3
+    kafka_replication_factor: int = 1
+    kafka_start_timeout_seconds: float = 30.0
 
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
@@ -38,6 +44,22 @@ class CommonSettings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     outbox_batch_size: int = 200
     readiness_outbox_backlog_limit: int = 10_000
+    # Published outbox rows are kept this long (to investigate), then deleted.
+    outbox_retention_hours: float = 24.0
+    # Inbox rows older than this are deleted; a duplicate arriving later would be handled
+    # again, so keep it well above any redelivery or DLQ replay delay. 0 keeps them forever.
+    inbox_retention_hours: float = 24.0 * 30
+    delivery_cleanup_interval_seconds: float = 600.0
+
+    consumer_batch_size: int = 500
+    consumer_poll_ms: int = 200
+    # Tries of a handler in process, the first included, before the record is parked.
+    consumer_handler_attempts: int = 3
+    consumer_retry_backoff_seconds: float = 0.2
+    # Delay of the first park on ``<group>.retry``; it doubles at each park.
+    consumer_retry_delay_seconds: float = 30.0
+    # Tries in all, across parks, before the record goes to ``<group>.dlq``.
+    consumer_max_attempts: int = 9
 
     def resolved_database_url(self) -> str:
         """The configured database, or a SQLite file of this service under ``data_dir``."""

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from kanol_common.db import Database, upgrade_to_head
 from kanol_common.logging import configure_logging
 from kanol_common.outbox import set_default_source
-
 from kanol_identity import signing
 from kanol_identity.app import MIGRATIONS_DIR, create_app
 from kanol_identity.models import KNOWN_SCOPES, OrganisationKind

@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+
 from kanol_common.http import create_app as create_service_app
 from kanol_common.runtime import ServiceRuntime
-
 from kanol_identity import oauth, routes
 from kanol_identity.settings import IdentitySettings
 from kanol_identity.signing import LocalKeysVerifier, SigningKeys, ensure_signing_key

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from kanol_common.errors import Conflict
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from kanol_common.errors import Conflict
 from kanol_identity.signing import SigningKeys
 
 

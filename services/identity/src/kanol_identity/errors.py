@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse
+
 from kanol_common.errors import Conflict, NotFound
 
 

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from kanol_common.siren import is_valid_siren
 from pydantic import StringConstraints, field_validator
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, String
 from sqlmodel import Field, SQLModel
+
+from kanol_common.siren import is_valid_siren
 
 # ACTES département codes: 001-095 (no 020 since Corsica split into 02A and 02B), 971-976.
 DEPARTEMENT_PATTERN = r"^(0(0[1-9]|1[0-9]|2[1-9AB]|[3-8][0-9]|9[0-5])|97[1-6])$"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from kanol_common.auth import Caller, require_scopes
 
+from kanol_common.auth import Caller, require_scopes
 from kanol_identity import service
 from kanol_identity.dependencies import SessionDep, commit
 from kanol_identity.models import (

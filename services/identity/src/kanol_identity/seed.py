@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kanol_common.db import Database
-from kanol_common.logging import get_logger
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from kanol_common.db import Database
+from kanol_common.logging import get_logger
 from kanol_identity import credentials, service
 from kanol_identity.models import ApiClientCreate, OrganisationCreate, OrganisationKind
 from kanol_identity.repository import ApiClientRepository, OrganisationRepository

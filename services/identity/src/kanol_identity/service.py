@@ -11,11 +11,11 @@ import uuid
 from dataclasses import dataclass
 
 from joserfc import jwt
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from kanol_common.events.identity import ApiClientRegistered, OrganisationRegistered
 from kanol_common.logging import get_logger
 from kanol_common.outbox import publish
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from kanol_identity import credentials
 from kanol_identity.errors import (
     ApiClientAlreadyRegistered,

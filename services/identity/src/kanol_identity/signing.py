@@ -11,11 +11,11 @@ import asyncio
 from datetime import timedelta
 
 from joserfc.jwk import KeySet, KeySetSerialization, RSAKey
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from kanol_common.auth import KeySetVerifier
 from kanol_common.db import Database
 from kanol_common.logging import get_logger
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from kanol_identity.models import SigningKey, utcnow
 from kanol_identity.repository import SigningKeyRepository
 from kanol_identity.settings import IdentitySettings

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from kanol_common.siren import luhn_is_valid
 
+from kanol_common.siren import luhn_is_valid
 from kanol_identity.models import OrganisationKind
 from kanol_identity.seed import SeedRequest, seed
 from kanol_identity.settings import IdentitySettings
