@@ -11,10 +11,11 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from kanol_common.events import EVENT_TYPES
-from kanol_common.events.export import ASYNCAPI_FILE, asyncapi_document, render_yaml
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
+
+from kanol_common.events import EVENT_TYPES
+from kanol_common.events.export import ASYNCAPI_FILE, asyncapi_document, render_yaml
 
 CONTRACT_DIR = Path(__file__).resolve().parent
 OFFICIAL_SCHEMA = CONTRACT_DIR / "asyncapi-3.0.0" / "asyncapi.schema.json"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kanol_common.events.export import breaking_changes
 from pydantic import BaseModel, Field
+
+from kanol_common.events.export import breaking_changes
 
 
 class Piece(BaseModel):

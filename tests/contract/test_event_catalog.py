@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from kanol_common.events import EVENT_TYPES, DocumentRef, EventData
 from kanol_common.events.actes import ActeAcknowledged
 from kanol_common.events.archive import ArchiveDeposited

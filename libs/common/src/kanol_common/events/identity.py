@@ -12,6 +12,8 @@ SIREN_PATTERN = r"^[0-9]{9}$"
 
 
 class OrganisationRegistered(EventData):
+    """An organisation (collectivité, EPCI, syndicat...) was registered on the platform."""
+
     event_type = "fr.kanol.identity.organisation.registered.v1"
     topic = TOPIC
 
@@ -22,6 +24,8 @@ class OrganisationRegistered(EventData):
 
 
 class ApiClientRegistered(EventData):
+    """An API client was registered for an organisation, with the scopes it may ask for."""
+
     event_type = "fr.kanol.identity.api_client.registered.v1"
     topic = TOPIC
 

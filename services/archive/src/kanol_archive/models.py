@@ -1,0 +1,84 @@
+"""Archives and their objects: one archive per versement, one object per document.
+
+The names are those a SEDA transfer will use: an archive (the future ``ArchiveUnit``) holds
+archive objects (``BinaryDataObject``), each with its fingerprints (``MessageDigest``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class ArchiveBase(SQLModel):
+    siren: str = Field(max_length=9, description="SIREN of the organisation that owns it")
+    source_event_id: str = Field(max_length=64, description="The event that caused the deposit")
+    source_event_type: str = Field(max_length=255)
+    acte_id: str | None = Field(default=None, max_length=64)
+    identifiant_acte: str | None = Field(
+        default=None,
+        max_length=64,
+        description="{dept}-{SIREN}-{YYYYMMDD}-{NumeroInterne}-{nature}",
+    )
+    title: str = Field(description="What the archive is about: the acte's objet")
+    nature: int | None = Field(default=None, description="ACTES nature code, 1 to 6")
+    matiere: str | None = Field(default=None, max_length=32)
+    date_decision: date | None = None
+    deposited_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class Archive(ArchiveBase, table=True):
+    __tablename__ = "archive"
+    __table_args__ = (
+        # One archive per source event, whichever consumer replays it.
+        UniqueConstraint("source_event_id", name="uq_archive_source_event_id"),
+        # The listing: one organisation's archives, newest first.
+        Index("ix_archive_siren_deposited", "siren", "deposited_at", "id"),
+        Index("ix_archive_acte_id", "acte_id"),
+        Index("ix_archive_identifiant_acte", "identifiant_acte"),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+
+
+class ArchiveObjectBase(SQLModel):
+    role: str = Field(max_length=64, description="What the document is, e.g. acte, ar_acte")
+    filename: str = Field(max_length=255)
+    media_type: str = Field(max_length=255)
+    size: int = Field(ge=0, sa_type=BigInteger)
+    sha256: str = Field(max_length=64, description="SHA-256 of the content, hex")
+    sha512: str = Field(max_length=128, description="SHA-512 of the content, hex")
+
+
+class ArchiveObject(ArchiveObjectBase, table=True):
+    __tablename__ = "archive_object"
+    __table_args__ = (
+        UniqueConstraint("archive_id", "position", name="uq_archive_object_position"),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    archive_id: uuid.UUID = Field(foreign_key="archive.id", index=True)
+    position: int = Field(ge=0, description="Order of the document in its versement")
+    storage_key: str = Field(max_length=255, description="Address in the object store")
+
+
+class ArchiveObjectPublic(ArchiveObjectBase):
+    download_url: str = Field(description="Path of the object's content on this API")
+
+
+class ArchivePublic(ArchiveBase):
+    id: uuid.UUID
+
+
+class ArchiveDetail(ArchivePublic):
+    objects: list[ArchiveObjectPublic]
+
+
+class ArchivePage(SQLModel):
+    items: list[ArchivePublic]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as ?cursor= for the next page; absent on the last page"
+    )

@@ -1,0 +1,142 @@
+"""Every query of archive: archives and their objects, always scoped to an organisation."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, or_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from kanol_archive.models import Archive, ArchiveObject
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor this service did not hand out."""
+
+
+@dataclass(frozen=True)
+class ArchiveCursor:
+    """Where a page of archives ended: newest first, by deposit time then id."""
+
+    deposited_at: datetime
+    archive_id: uuid.UUID
+
+    @classmethod
+    def after(cls, archive: Archive) -> ArchiveCursor:
+        return cls(_as_utc(archive.deposited_at), archive.id)
+
+    def encode(self) -> str:
+        raw = json.dumps({"d": self.deposited_at.isoformat(), "i": str(self.archive_id)})
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> ArchiveCursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            fields = json.loads(raw)
+            return cls(_as_utc(datetime.fromisoformat(fields["d"])), uuid.UUID(fields["i"]))
+        except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+            raise InvalidCursor(text) from exc
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every deposit time is written in UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class ArchiveRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def find_by_source_event(self, source_event_id: str) -> Archive | None:
+        result = await self.session.exec(
+            select(Archive).where(Archive.source_event_id == source_event_id)
+        )
+        return result.first()
+
+    async def add_if_new(self, archive: Archive) -> bool:
+        """Insert the archive unless one was already made from the same event.
+
+        The unique ``source_event_id`` decides, so two consumers racing on the same event
+        (a replay under another group) make one archive, and the loser learns it here
+        without an error that would abort its transaction.
+        """
+        values = archive.model_dump()
+        if self.session.get_bind().dialect.name == "postgresql":
+            statement = (
+                postgresql_insert(Archive)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["source_event_id"])
+                .returning(col(Archive.id))
+            )
+        else:
+            statement = (
+                sqlite_insert(Archive)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["source_event_id"])
+                .returning(col(Archive.id))
+            )
+        result = await self.session.exec(statement)
+        return result.scalar_one_or_none() is not None
+
+    def add_objects(self, objects: Sequence[ArchiveObject]) -> None:
+        self.session.add_all(objects)
+
+    async def list_for_organisation(
+        self,
+        siren: str,
+        *,
+        acte_id: str | None = None,
+        identifiant_acte: str | None = None,
+        after: ArchiveCursor | None = None,
+        limit: int = 50,
+    ) -> list[Archive]:
+        query = select(Archive).where(Archive.siren == siren)
+        if acte_id is not None:
+            query = query.where(Archive.acte_id == acte_id)
+        if identifiant_acte is not None:
+            query = query.where(Archive.identifiant_acte == identifiant_acte)
+        if after is not None:
+            query = query.where(
+                or_(
+                    col(Archive.deposited_at) < after.deposited_at,
+                    and_(
+                        col(Archive.deposited_at) == after.deposited_at,
+                        col(Archive.id) < after.archive_id,
+                    ),
+                )
+            )
+        query = query.order_by(col(Archive.deposited_at).desc(), col(Archive.id).desc())
+        result = await self.session.exec(query.limit(limit))
+        return list(result.all())
+
+    async def get_for_organisation(self, archive_id: uuid.UUID, siren: str) -> Archive | None:
+        result = await self.session.exec(
+            select(Archive).where(Archive.id == archive_id, Archive.siren == siren)
+        )
+        return result.first()
+
+    async def objects_of(self, archive_id: uuid.UUID) -> list[ArchiveObject]:
+        result = await self.session.exec(
+            select(ArchiveObject)
+            .where(ArchiveObject.archive_id == archive_id)
+            .order_by(col(ArchiveObject.position))
+        )
+        return list(result.all())
+
+    async def object_of(self, archive_id: uuid.UUID, sha256: str) -> ArchiveObject | None:
+        result = await self.session.exec(
+            select(ArchiveObject)
+            .where(ArchiveObject.archive_id == archive_id, ArchiveObject.sha256 == sha256)
+            .order_by(col(ArchiveObject.position))
+        )
+        return result.first()

@@ -1,0 +1,35 @@
+"""Settings of archive, read from the environment with the ``KANOL_`` prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from kanol_common.settings import CommonSettings
+
+MIB = 1024 * 1024
+
+
+class ArchiveSettings(CommonSettings):
+    """What archive needs on top of the common settings."""
+
+    service_name: str = "archive"
+    host: str = "127.0.0.1"
+    port: int = 8003
+
+    # The client credentials archive presents to identity to fetch documents from their
+    # owners (scope documents:read).
+    archive_client_id: str = "archive-service"
+    archive_client_secret: str = ""
+
+    # Origins (scheme://host:port) archive may fetch documents from and send its token to.
+    # TODO: empty trusts every origin named in an event, so a forged reference on
+    # actes.events would receive archive's documents:read token; production sets the owners.
+    trusted_document_origins: list[str] = Field(default_factory=list)
+    document_fetch_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A claim check announcing more than this is refused rather than held in memory.
+    max_document_bytes: int = Field(default=200 * MIB, gt=0)
+
+    def objects_dir(self) -> Path:
+        return self.data_dir / "archive" / "objects"
