@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 import yaml
 from referencing import Registry
 from referencing.jsonschema import DRAFT7
@@ -118,18 +117,6 @@ def test_message_headers_describe_the_cloudevents_kafka_headers() -> None:
         headers["required"]
     )
     assert "traceparent" in headers["properties"]
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        {"on": "yes", "null": None, "n": 1, "key: colon": [1, 2.5, True, False]},
-        {"nested": [[1, [2]], {"a": {}, "b": []}, [], "x"], "accents": "accusé de réception"},
-        {"odd": 'line\u2028separator\nnewline\t"quote" \\ back', "#hash": "# not a comment"},
-    ],
-)
-def test_the_yaml_writer_round_trips(value: dict[str, Any]) -> None:
-    assert yaml.safe_load(render_yaml(value)) == value
 
 
 def test_the_yaml_file_reads_back_as_the_generated_document() -> None:

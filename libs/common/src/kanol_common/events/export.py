@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from kanol_common import envelope
 from kanol_common.events import EVENT_TYPES, EventData, actes, archive, identity
@@ -381,66 +382,11 @@ def render_json(document: Any) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_.$/-]*$")
-# Words a YAML 1.1 reader (PyYAML among them) would take for booleans or null.
-_YAML_WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null", "~"})
-# Characters a YAML reader treats as line breaks inside a quoted scalar; JSON leaves them.
-_YAML_BREAKS = {"\u0085": "\\N", "\u2028": "\\L", "\u2029": "\\P"}
-
-
-def _yaml_string(text: str) -> str:
-    quoted = json.dumps(text, ensure_ascii=False)
-    for character, escape in _YAML_BREAKS.items():
-        quoted = quoted.replace(character, escape)
-    return quoted
-
-
-def _yaml_key(key: str) -> str:
-    if _PLAIN_KEY.match(key) and key.lower() not in _YAML_WORDS:
-        return key
-    return _yaml_string(key)
-
-
-def _yaml_scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return json.dumps(value)
-    if isinstance(value, str):
-        return _yaml_string(value)
-    if value == {}:
-        return "{}"
-    if value == []:
-        return "[]"
-    raise TypeError(f"Cannot write {type(value).__name__} as YAML")
-
-
-def _yaml_block(value: Any, indent: int) -> Iterator[str]:
-    pad = " " * indent
-    if isinstance(value, dict):
-        for key in sorted(value):
-            item = value[key]
-            if isinstance(item, dict | list) and item:
-                yield f"{pad}{_yaml_key(key)}:"
-                yield from _yaml_block(item, indent + 2)
-            else:
-                yield f"{pad}{_yaml_key(key)}: {_yaml_scalar(item)}"
-        return
-
-    for item in value:
-        if isinstance(item, dict | list) and item:
-            inner = list(_yaml_block(item, indent + 2))
-            yield f"{pad}- {inner[0][indent + 2 :]}"
-            yield from inner[1:]
-        else:
-            yield f"{pad}- {_yaml_scalar(item)}"
-
-
 def render_yaml(document: Mapping[str, Any]) -> str:
-    """Block-style YAML with sorted keys and every string quoted: deterministic and unambiguous."""
-    return "\n".join(_yaml_block(dict(document), 0)) + "\n"
+    """Block-style YAML with sorted keys: the same models always give the same bytes."""
+    return yaml.safe_dump(
+        dict(document), sort_keys=True, allow_unicode=True, default_flow_style=False, width=100
+    )
 
 
 def rendered_contracts() -> dict[str, str]:
