@@ -65,6 +65,13 @@ def create_delivery_tables() -> None:
         sa.UniqueConstraint("event_id", name="uq_kanol_outbox_event_id"),
     )
     op.create_index("ix_kanol_outbox_published_at", "kanol_outbox", ["published_at"])
+    op.create_index(
+        "ix_kanol_outbox_unpublished",
+        "kanol_outbox",
+        ["id"],
+        postgresql_where=sa.text("published_at IS NULL"),
+        sqlite_where=sa.text("published_at IS NULL"),
+    )
 
     op.create_table(
         "kanol_inbox",
@@ -82,5 +89,6 @@ def drop_delivery_tables() -> None:
 
     op.drop_index("ix_kanol_inbox_handled_at", table_name="kanol_inbox")
     op.drop_table("kanol_inbox")
+    op.drop_index("ix_kanol_outbox_unpublished", table_name="kanol_outbox")
     op.drop_index("ix_kanol_outbox_published_at", table_name="kanol_outbox")
     op.drop_table("kanol_outbox")
