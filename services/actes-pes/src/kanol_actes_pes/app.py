@@ -1,0 +1,76 @@
+"""actes-pes's FastAPI app: the actes API, the transmitter and the receiver, on the runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from kanol_actes_pes import routes
+from kanol_actes_pes.prefecture.http_client import HttpPrefectureGateway
+from kanol_actes_pes.prefecture.port import PrefectureGateway
+from kanol_actes_pes.settings import ActesPesSettings
+from kanol_actes_pes.transmitter import Receiver, Transmitter
+from kanol_common.http import create_app as create_service_app
+from kanol_common.logging import get_logger
+from kanol_common.runtime import ServiceRuntime
+from kanol_common.storage import LocalObjectStore
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+log = get_logger(__name__)
+
+
+def create_app(
+    settings: ActesPesSettings | None = None,
+    *,
+    gateway: PrefectureGateway | None = None,
+    runtime: ServiceRuntime | None = None,
+) -> FastAPI:
+    """The service; ``gateway`` defaults to the HTTP client of ``settings.prefecture_url``."""
+    settings = settings or ActesPesSettings()
+    runtime = runtime or ServiceRuntime(settings, MIGRATIONS_DIR)
+    store = LocalObjectStore(settings.objects_dir())
+    owned_gateway: HttpPrefectureGateway | None = None
+    if gateway is None:
+        owned_gateway = HttpPrefectureGateway.for_url(
+            settings.prefecture_url, timeout=settings.prefecture_timeout_seconds
+        )
+        gateway = owned_gateway
+    transmitter = Transmitter(runtime.database, store, settings, gateway)
+    receiver = Receiver(runtime.database, store, settings, gateway)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The runtime has no hook for a service's own tasks: they start once it runs (the
+        # database migrated, the relay started) and stop before it does.
+        async with runtime.lifespan(app):
+            tasks: list[asyncio.Task[None]] = []
+            if settings.background_tasks:
+                tasks.append(asyncio.create_task(transmitter.run(), name="actes-transmitter"))
+                tasks.append(asyncio.create_task(receiver.run(), name="actes-receiver"))
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if owned_gateway is not None:
+                    with contextlib.suppress(Exception):
+                        await owned_gateway.aclose()
+
+    app = create_service_app(
+        settings,
+        title="Kanol actes-pes",
+        description="Télétransmission of actes to the prefecture (@CTES).",
+        routers=[routes.router],
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.actes = routes.ActesContext(settings=settings, store=store, transmitter=transmitter)
+    app.state.receiver = receiver
+    return app

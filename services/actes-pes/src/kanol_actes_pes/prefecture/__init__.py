@@ -1,0 +1,1 @@
+"""The prefecture side of actes: @CTES formats, packaging, and the gateway port."""

@@ -1,0 +1,58 @@
+"""Settings of actes-pes, read from the environment with the ``KANOL_`` prefix."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from pydantic import Field
+
+from kanol_common.settings import CommonSettings
+
+MIB = 1024 * 1024
+
+
+class ActesPesSettings(CommonSettings):
+    """What actes-pes needs on top of the common settings."""
+
+    service_name: str = "actes-pes"
+    port: int = 8002
+    # Absolute base URL at which other services reach this one: document references in
+    # events (claim checks) point below it.
+    public_url: str = "http://127.0.0.1:8002"
+
+    # The prefecture's gateway; the simulator listens there in development and tests.
+    prefecture_url: str = "http://127.0.0.1:8090"
+    prefecture_timeout_seconds: float = 30.0
+    # How long one long poll for return messages waits at the gateway.
+    prefecture_poll_wait_seconds: float = 20.0
+
+    max_upload_bytes: int = Field(default=20 * MIB, gt=0)
+    # A decision older than this is refused as a typing mistake rather than transmitted.
+    max_decision_age_days: int = Field(default=5 * 366, gt=0)
+
+    # TODO: the département, arrondissement and nature of each organisation come from this
+    # default until actes-pes keeps a projection of identity.events; until then every
+    # organisation is transmitted as if it sat in this département.
+    departement: str = Field(default="035", pattern=r"^[09][0-9][0-9AB]$")
+    arrondissement: int = Field(default=1, ge=0, le=9)
+    nature_collectivite: str = Field(default="31", pattern=r"^[0-9]{2}$")
+    adresse_retour: str = "teletransmission@kanol.fr"
+
+    # TODO: the classification is not fetched from the prefecture yet (messages 7-1/7-2),
+    # so every acte declares this version and matière codes are checked for shape only.
+    classification_date: date = date(2024, 1, 1)
+
+    # The transmitter wakes on each submission and polls at this interval as a fallback.
+    transmit_poll_seconds: float = Field(default=2.0, gt=0)
+    transmit_batch_size: int = Field(default=20, gt=0)
+    # An acte left "transmitting" this long by a crashed process is recovered.
+    transmit_lease_seconds: float = Field(default=120.0, gt=0)
+    transmit_retry_base_seconds: float = Field(default=5.0, gt=0)
+    transmit_retry_max_seconds: float = Field(default=900.0, gt=0)
+    transmit_max_attempts: int = Field(default=12, gt=0)
+    # Off in unit tests that drive the transmitter and the receiver by hand.
+    background_tasks: bool = True
+
+    def objects_dir(self) -> Path:
+        return self.data_dir / "actes-pes" / "objects"
