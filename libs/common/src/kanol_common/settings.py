@@ -52,6 +52,9 @@ class CommonSettings(BaseSettings):
     delivery_cleanup_interval_seconds: float = 600.0
 
     consumer_batch_size: int = 500
+    # A fetched batch is handled in one transaction, committed early once it has been open
+    # this long (slow handlers must not hold locks, or SQLite's write lock, for long).
+    consumer_transaction_seconds: float = 1.0
     consumer_poll_ms: int = 200
     # Tries of a handler in process, the first included, before the record is parked.
     consumer_handler_attempts: int = 3
