@@ -45,7 +45,9 @@ class ActesPesSettings(CommonSettings):
 
     # The transmitter wakes on each submission and polls at this interval as a fallback.
     transmit_poll_seconds: float = Field(default=2.0, gt=0)
-    transmit_batch_size: int = Field(default=20, gt=0)
+    transmit_batch_size: int = Field(default=50, gt=0)
+    # Actes sent at once; the gateway's answer, not this process, is what each one waits on.
+    transmit_concurrency: int = Field(default=8, gt=0)
     # An acte left "transmitting" this long by a crashed process is recovered.
     transmit_lease_seconds: float = Field(default=120.0, gt=0)
     transmit_retry_base_seconds: float = Field(default=5.0, gt=0)

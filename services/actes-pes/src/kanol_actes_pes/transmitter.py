@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -122,9 +122,24 @@ class Transmitter:
             due = await repository.waiting_for_transmission(
                 session, now, self.settings.transmit_batch_size
             )
-        for acte_id in due:
-            await self.transmit(acte_id)
+        await self._transmit_concurrently(due)
         return len(due)
+
+    async def _transmit_concurrently(self, acte_ids: Sequence[uuid.UUID]) -> None:
+        """Send several actes at once: each waits mostly on the gateway, not on this process."""
+        limit = asyncio.Semaphore(self.settings.transmit_concurrency)
+
+        async def transmit_one(acte_id: uuid.UUID) -> None:
+            async with limit:
+                await self.transmit(acte_id)
+
+        outcomes = await asyncio.gather(
+            *(transmit_one(acte_id) for acte_id in acte_ids), return_exceptions=True
+        )
+        for acte_id, outcome in zip(acte_ids, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                # The acte stays claimed or waiting; recovery or the next turn settles it.
+                log.error("acte.transmit_failed", acte_id=str(acte_id), error=repr(outcome))
 
     async def recover_all(self) -> int:
         """Every acte left ``transmitting``: at start, nothing of this process is in flight."""
