@@ -43,5 +43,5 @@ contracts: ## Regenerate the event catalog exports in tests/contract
 
 bench: sync ## Print throughput and latency figures (bench/)
 	@bash scripts/kafka.sh fetch
-	$(UV) run --frozen python bench/bus.py
-	$(UV) run --frozen python bench/flow.py
+	$(UV) run --frozen python -m bench.bus
+	$(UV) run --frozen python -m bench.flow

@@ -5,7 +5,7 @@ at once) on PostgreSQL and a broker of its own, submits actes at ``--rate`` per 
 ``--seconds``, then reads each acte's archive and its deposit time. Prints figures; asserts
 nothing about them.
 
-    uv run python bench/flow.py --rate 50 --seconds 20
+    uv run python -m bench.flow --rate 50 --seconds 20
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from datetime import date, datetime
 from pathlib import Path
 
 import httpx
-from infra import kafka, percentile, postgres_database
 from pypdf import PdfWriter
 
+from bench.infra import kafka, percentile, postgres_database
 from tests.e2e.launcher import Platform, run_platform
 
 

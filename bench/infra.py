@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -18,9 +17,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BENCH_KAFKA_PORT = 29092
 BENCH_KAFKA_CONTROLLER_PORT = 29093
-
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> str:

@@ -140,17 +140,48 @@ def run_platform(
         return env
 
     seeds = (
-        (SYNDICAT_SIREN, "Syndicat e2e", "syndicat", "e2e-archive", archive_secret,
-         "documents:read"),
-        (DEMO_SIREN, "Commune e2e", "commune", platform.client_id, platform.client_secret,
-         "actes:write actes:read archive:read"),
+        (
+            SYNDICAT_SIREN,
+            "Syndicat e2e",
+            "syndicat",
+            "e2e-archive",
+            archive_secret,
+            "documents:read",
+        ),
+        (
+            DEMO_SIREN,
+            "Commune e2e",
+            "commune",
+            platform.client_id,
+            platform.client_secret,
+            "actes:write actes:read archive:read",
+        ),
     )
     for siren, name, kind, client_id, secret, scopes in seeds:
         subprocess.run(
-            [sys.executable, "-m", "kanol_identity", "seed", "--siren", siren, "--name", name,
-             "--kind", kind, "--departement", "035", "--client-id", client_id,
-             "--client-secret", secret, "--scopes", scopes],
-            env=env_of("identity"), check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "kanol_identity",
+                "seed",
+                "--siren",
+                siren,
+                "--name",
+                name,
+                "--kind",
+                kind,
+                "--departement",
+                "035",
+                "--client-id",
+                client_id,
+                "--client-secret",
+                secret,
+                "--scopes",
+                scopes,
+            ],
+            env=env_of("identity"),
+            check=True,
+            capture_output=True,
         )
 
     commands = {
@@ -165,7 +196,9 @@ def run_platform(
             with log.open("wb") as output:
                 platform.processes[name] = subprocess.Popen(
                     [sys.executable, *arguments, "--port", str(ports[name])],
-                    env=env_of(name), stdout=output, stderr=subprocess.STDOUT,
+                    env=env_of(name),
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
                 )
         for name, process in platform.processes.items():
             path = "/livez" if name == "prefecture" else "/readyz"

@@ -119,9 +119,8 @@ def test_an_acte_goes_from_submission_to_the_archive_in_one_trace(platform: Plat
     assert by_role["acte"]["sha512"] == hashlib.sha512(pdf).hexdigest()
     assert stored_pdf.content == pdf
 
-    deposits = [
-        line for line in _json_lines(platform, "archive") if line.get("event") == "archive.deposited"
-    ]
+    archive_lines = _json_lines(platform, "archive")
+    deposits = [line for line in archive_lines if line.get("event") == "archive.deposited"]
     assert [line.get("trace_id") for line in deposits] == [trace_id]
     submitted = [
         line for line in _json_lines(platform, "actes-pes") if line.get("event") == "acte.submitted"
