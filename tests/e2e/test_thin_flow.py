@@ -119,13 +119,19 @@ def test_an_acte_goes_from_submission_to_the_archive_in_one_trace(platform: Plat
     assert by_role["acte"]["sha512"] == hashlib.sha512(pdf).hexdigest()
     assert stored_pdf.content == pdf
 
-    archive_lines = _json_lines(platform, "archive")
-    deposits = [line for line in archive_lines if line.get("event") == "archive.deposited"]
-    assert [line.get("trace_id") for line in deposits] == [trace_id]
-    submitted = [
-        line for line in _json_lines(platform, "actes-pes") if line.get("event") == "acte.submitted"
+    traced = {
+        name: [(line.get("event"), line.get("trace_id")) for line in _json_lines(platform, name)]
+        for name in ("actes-pes", "archive")
+    }
+    milestones = [
+        ("actes-pes", "acte.submitted"),
+        ("actes-pes", "acte.transmitted"),
+        ("actes-pes", "acte.acknowledged"),
+        ("archive", "archive.deposited"),
     ]
-    assert [line.get("trace_id") for line in submitted] == [trace_id]
+    for name, event in milestones:
+        trace_ids = [line_trace for line_event, line_trace in traced[name] if line_event == event]
+        assert trace_ids == [trace_id], f"{event} not in the request's trace: {traced}"
 
 
 def test_a_missing_token_is_refused_with_a_problem(platform: Platform) -> None:

@@ -136,10 +136,11 @@ class Transmitter:
         outcomes = await asyncio.gather(
             *(transmit_one(acte_id) for acte_id in acte_ids), return_exceptions=True
         )
-        for acte_id, outcome in zip(acte_ids, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                # The acte stays claimed or waiting; recovery or the next turn settles it.
-                log.error("acte.transmit_failed", acte_id=str(acte_id), error=repr(outcome))
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            # The others went on; the turn still fails as a whole, and recovery or the next
+            # turn settles the actes left claimed or waiting.
+            raise failures[0]
 
     async def recover_all(self) -> int:
         """Every acte left ``transmitting``: at start, nothing of this process is in flight."""
