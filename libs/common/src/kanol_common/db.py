@@ -88,6 +88,8 @@ def _ensure_sqlite_folder(url: str) -> None:
 
 def upgrade_to_head(migrations_dir: Path, url: str) -> None:
     """Apply a service's Alembic migrations; blocking, so run it in a thread from async code."""
+    if url.startswith("sqlite"):
+        _ensure_sqlite_folder(url)
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     config.set_main_option("sqlalchemy.url", url)
