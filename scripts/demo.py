@@ -98,7 +98,10 @@ def main() -> None:
         history = client.get(f"{ACTES}/v1/actes/{acte_id}/history").json()
         states = " -> ".join(str(change["state"]) for change in history["items"])
         print(f"states: {states}")
-        print(f"archive: {archive['id']} with {len(archive.get('objects', []))} objects")
+        detail = client.get(f"{ARCHIVE}/v1/archives/{archive['id']}").json()
+        print(f"archive: {archive['id']}")
+        for item in detail["objects"]:
+            print(f"  {item['role']:<22} {item['size']:>7} bytes  sha512 {item['sha512'][:16]}…")
         print(f"submission to deposit: {elapsed_ms:.0f} ms")
 
 

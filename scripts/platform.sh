@@ -53,6 +53,7 @@ seed() {
   # The demo organisation and its software client, and the syndicate with the archive's
   # service client. Re-running changes nothing.
   set -a; source "$env_file"; set +a
+  export KANOL_LOG_LEVEL=WARNING
   KANOL_SERVICE_NAME=identity .venv/bin/python -m kanol_identity seed \
     --siren 253514491 --name "Syndicat mixte Kanol (démo)" --kind syndicat --departement 035 \
     --client-id "$KANOL_ARCHIVE_CLIENT_ID" --client-secret "$KANOL_ARCHIVE_CLIENT_SECRET" \
