@@ -27,8 +27,8 @@ TIMEOUT_SECONDS = 60.0
 def read_env() -> dict[str, str]:
     if not ENV_FILE.exists():
         sys.exit("demo: the platform is not set up; run `make up` first.")
-    pairs = (line.split("=", 1) for line in ENV_FILE.read_text().splitlines() if "=" in line)
-    return {key: value for key, value in pairs}
+    lines = ENV_FILE.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
 def sample_pdf() -> bytes:
