@@ -7,6 +7,7 @@ read (the end-to-end test follows one trace id through them).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -129,6 +130,7 @@ def run_platform(
         "KANOL_TOKEN_ISSUER": urls["identity"],
         "KANOL_PREFECTURE_URL": urls["prefecture"],
         "KANOL_PUBLIC_URL": urls["actes-pes"],
+        "KANOL_TRUSTED_DOCUMENT_ORIGINS": json.dumps([urls["actes-pes"]]),
         "KANOL_ARCHIVE_CLIENT_ID": "e2e-archive",
         "KANOL_ARCHIVE_CLIENT_SECRET": archive_secret,
     }

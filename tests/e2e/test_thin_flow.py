@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from pypdf import PdfWriter
 
 from tests.e2e.launcher import Platform, run_platform
@@ -75,8 +77,13 @@ def _wait_for_archive(client: httpx.Client, platform: Platform, acte_id: str) ->
 
 
 def test_an_acte_goes_from_submission_to_the_archive_in_one_trace(platform: Platform) -> None:
-    trace_id = secrets.token_hex(16)
-    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    traceparent = f"00-{trace_id}-{span_id}-01"
+    # When other tests of the session have instrumented httpx, it writes the traceparent of
+    # the current span over ours: make the caller's trace the current one too.
+    caller = NonRecordingSpan(
+        SpanContext(int(trace_id, 16), int(span_id, 16), False, TraceFlags(TraceFlags.SAMPLED))
+    )
     pdf = _pdf("Délibération e2e")
     numero = f"E2E_{secrets.token_hex(4).upper()}"
     metadata = {
@@ -89,14 +96,15 @@ def test_an_acte_goes_from_submission_to_the_archive_in_one_trace(platform: Plat
 
     with httpx.Client(timeout=10) as client:
         client.headers["Authorization"] = f"Bearer {platform.token()}"
-        response = client.post(
-            f"{platform.actes_url}/v1/actes",
-            files={
-                "metadata": (None, json.dumps(metadata), "application/json"),
-                "acte": ("deliberation.pdf", pdf, "application/pdf"),
-            },
-            headers={"traceparent": traceparent},
-        )
+        with trace.use_span(caller):
+            response = client.post(
+                f"{platform.actes_url}/v1/actes",
+                files={
+                    "metadata": (None, json.dumps(metadata), "application/json"),
+                    "acte": ("deliberation.pdf", pdf, "application/pdf"),
+                },
+                headers={"traceparent": traceparent},
+            )
         assert response.status_code == 201, response.text
         acte_id = response.json()["id"]
 
