@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parent
 KAFKA_SH = str(REPO / "scripts" / "kafka.sh")
 POSTGRES_SH = str(REPO / "scripts" / "postgres.sh")
 
-TEST_KAFKA_PORT = 19092
-TEST_KAFKA_CONTROLLER_PORT = 19093
+# Two test sessions on one machine (a developer's and CI's) each set their own ports.
+TEST_KAFKA_PORT = int(os.environ.get("KANOL_TEST_KAFKA_PORT", "19092"))
+TEST_KAFKA_CONTROLLER_PORT = int(os.environ.get("KANOL_TEST_KAFKA_CONTROLLER_PORT", "19093"))
 
 
 def _run(*args: str, env: Mapping[str, str] | None = None) -> str:
