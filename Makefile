@@ -33,6 +33,7 @@ lint: sync ## ruff and mypy strict
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy -p kanol_common -p kanol_identity -p kanol_actes_pes -p kanol_archive
+	$(UV) run --frozen mypy bench scripts/demo.py tests/e2e conftest.py
 
 format: ## Format the code
 	$(UV) run --frozen ruff format .

@@ -59,7 +59,7 @@ def submit(client: httpx.Client) -> dict[str, object]:
         "objet": "Approbation du règlement intérieur du conseil municipal",
         "date_decision": date.today().isoformat(),
     }
-    files = {
+    files: dict[str, tuple[str | None, str | bytes, str]] = {
         "metadata": (None, json.dumps(metadata), "application/json"),
         "acte": ("deliberation.pdf", sample_pdf(), "application/pdf"),
     }
