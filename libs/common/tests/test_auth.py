@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -50,6 +51,17 @@ class TestStaticVerifier:
         assert caller.siren == SIREN
         assert caller.scopes == frozenset({"actes:write", "actes:read"})
         assert caller.token_id
+
+    async def test_a_verified_token_expires_all_the_same(self, tokens: TokenFactory) -> None:
+        verifier = tokens.verifier()
+        verifier.leeway = 0
+        token = tokens.issue(SIREN, "actes:read", expires_in=1)
+        await verifier.verify(token)
+
+        await asyncio.sleep(2.1)
+
+        with pytest.raises(InvalidToken, match="expired"):
+            await verifier.verify(token)
 
     @pytest.mark.parametrize(
         ("overrides", "reason"),
@@ -176,6 +188,19 @@ class TestJwksVerifier:
 
         assert caller.siren == SIREN
         assert server.fetches == 2
+
+    async def test_a_verified_token_is_refused_once_its_key_is_rotated_out(
+        self, tokens: TokenFactory
+    ) -> None:
+        server = _JwksServer(dict(tokens.jwks()))
+        verifier = self._verifier(server, tokens, max_age=0.0)
+        token = tokens.issue(SIREN, "actes:read")
+        await verifier.verify(token)
+        await verifier.verify(token)
+        server.jwks = dict(TokenFactory().jwks())
+
+        with pytest.raises(InvalidToken, match="signing key is unknown"):
+            await verifier.verify(token)
 
     async def test_no_key_set_at_all_is_unavailable(self, tokens: TokenFactory) -> None:
         server = _JwksServer(dict(tokens.jwks()))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kanol_actes_pes.models import Acte
-from kanol_actes_pes.prefecture.port import TransmissionReceipt
+from kanol_actes_pes.prefecture.port import TransmissionArchive, TransmissionReceipt
 from kanol_actes_pes.transmitter import Transmitter
 from kanol_common.envelope import decode, header_map
 from kanol_common.events.actes import (
@@ -163,7 +163,7 @@ async def test_a_crash_before_the_send_sends_once(actes: Actes) -> None:
     created = (await actes.submit()).json()
 
     class LostSend(Transmitter):
-        async def _send(self, acte_id: uuid.UUID) -> None:
+        async def _send(self, acte: Acte, archive: TransmissionArchive) -> None:
             raise SimulatedCrash
 
     with pytest.raises(SimulatedCrash):

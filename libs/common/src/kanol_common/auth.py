@@ -84,6 +84,16 @@ def _default_http_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(5.0))
 
 
+_VERIFIED_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    caller: Caller
+    key_set: KeySet
+    valid_until: float
+
+
 class KeySetVerifier:
     """The checks every verifier makes; subclasses say where the public keys come from.
 
@@ -95,6 +105,9 @@ class KeySetVerifier:
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        # Tokens already verified, by their exact text: a client sends the same token with
+        # every request, and checking its signature again would find the same answer.
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
     async def key_set_for(self, kid: str) -> KeySet:
         raise NotImplementedError
@@ -113,8 +126,26 @@ class KeySetVerifier:
         if not _holds(key_set, kid):
             raise InvalidToken("The token's signing key is unknown")
 
+        cached = self._verified.get(token)
+        if cached is not None and cached.key_set is key_set and time.time() < cached.valid_until:
+            return cached.caller
+
         claims = self._decode(token, key_set, alg)
-        return _caller_from(claims)
+        caller = _caller_from(claims)
+        self._remember(token, _Verified(caller, key_set, float(claims["exp"]) + self.leeway))
+        return caller
+
+    def _remember(self, token: str, verified: _Verified) -> None:
+        """Keep a verified token while its key set is the current one and it has not expired.
+
+        A verdict is reused only under the same key set object, so a refreshed key set (a
+        key rotated out) verifies every token again; expiry is checked as the claims check
+        does, with the same leeway. Bounded, oldest out first.
+        """
+        self._verified[token] = verified
+        self._verified.move_to_end(token)
+        while len(self._verified) > _VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
 
     def _decode(self, token: str, key_set: KeySet, alg: str) -> dict[str, Any]:
         try:

@@ -36,6 +36,8 @@ def configure_logging(settings: CommonSettings) -> None:
     ]
     structlog.configure(
         processors=[
+            # First: a line below the level is dropped before any other processor runs.
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.processors.add_log_level,
             structlog.processors.StackInfoRenderer(),

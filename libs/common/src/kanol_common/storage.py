@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, BinaryIO, Protocol
 
 import anyio
 
@@ -29,6 +29,8 @@ class StoredObject:
 
 class ObjectStore(Protocol):
     async def put(self, data: bytes) -> StoredObject: ...
+
+    async def put_file(self, file: IO[bytes]) -> StoredObject: ...
 
     async def put_stream(self, chunks: AsyncIterator[bytes]) -> StoredObject: ...
 
@@ -54,10 +56,13 @@ class LocalObjectStore:
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
     async def put(self, data: bytes) -> StoredObject:
-        async def single() -> AsyncIterator[bytes]:
-            yield data
+        # The whole write in one worker thread: for a small object a thread hop costs more
+        # than the hashing and the writing.
+        return await anyio.to_thread.run_sync(self._put_bytes, data)
 
-        return await self.put_stream(single())
+    async def put_file(self, file: IO[bytes]) -> StoredObject:
+        """Store an open file's content, read from its start, in one worker thread."""
+        return await anyio.to_thread.run_sync(self._put_file, file)
 
     async def put_stream(self, chunks: AsyncIterator[bytes]) -> StoredObject:
         sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
@@ -74,6 +79,41 @@ class LocalObjectStore:
             await anyio.to_thread.run_sync(_move_into_place, temporary, self.path_of(stored.sha256))
         except BaseException:
             await anyio.Path(temporary).unlink(missing_ok=True)
+            raise
+        return stored
+
+    def _put_bytes(self, data: bytes) -> StoredObject:
+        def write(file: BinaryIO) -> StoredObject:
+            file.write(data)
+            return StoredObject(
+                hashlib.sha256(data).hexdigest(), hashlib.sha512(data).hexdigest(), len(data)
+            )
+
+        return self._write_into_place(write)
+
+    def _put_file(self, source: IO[bytes]) -> StoredObject:
+        def write(file: BinaryIO) -> StoredObject:
+            sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
+            source.seek(0)
+            while chunk := source.read(CHUNK_SIZE):
+                sha256.update(chunk)
+                sha512.update(chunk)
+                size += len(chunk)
+                file.write(chunk)
+            return StoredObject(sha256.hexdigest(), sha512.hexdigest(), size)
+
+        return self._write_into_place(write)
+
+    def _write_into_place(self, write: Callable[[BinaryIO], StoredObject]) -> StoredObject:
+        """Blocking: write a temporary file, sync it, rename it to its content's address."""
+        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                stored = write(file)
+                _flush_and_sync(file)
+            _move_into_place(temporary, self.path_of(stored.sha256))
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
             raise
         return stored
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import Table, delete, inspect, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,17 +30,6 @@ async def get_acte_of(session: AsyncSession, acte_id: uuid.UUID, siren: str) -> 
     return acte
 
 
-async def numero_interne_taken(
-    session: AsyncSession, siren: str, annee: int, numero_interne: str
-) -> bool:
-    query = select(func.count()).where(
-        Acte.siren == siren,
-        Acte.annee_decision == annee,
-        Acte.numero_interne == numero_interne,
-    )
-    return bool((await session.exec(query)).one())
-
-
 def add(session: AsyncSession, *rows: Acte | ActeDocument | ActeStateChange) -> None:
     session.add_all(rows)
 
@@ -51,9 +43,22 @@ async def documents_of(session: AsyncSession, acte_id: uuid.UUID) -> Sequence[Ac
     return (await session.exec(query)).all()
 
 
-async def document_of(session: AsyncSession, acte_id: uuid.UUID, role: str) -> ActeDocument | None:
-    query = select(ActeDocument).where(ActeDocument.acte_id == acte_id, ActeDocument.role == role)
-    return (await session.exec(query)).first()
+async def document_of(
+    session: AsyncSession, acte_id: uuid.UUID, role: str
+) -> tuple[str, ActeDocument | None] | None:
+    """The SIREN of the acte's organisation and its document ``role``; ``None``: no acte.
+
+    One query for both, so that serving a document costs one round trip.
+    """
+    same_document = (col(ActeDocument.acte_id) == col(Acte.id)) & (col(ActeDocument.role) == role)
+    query = (
+        select(Acte.siren, ActeDocument)
+        .select_from(Acte)
+        .outerjoin(ActeDocument, same_document)
+        .where(Acte.id == acte_id)
+    )
+    row = (await session.exec(query)).first()
+    return None if row is None else (row[0], row[1])
 
 
 async def delete_documents(session: AsyncSession, acte_id: uuid.UUID, roles: Iterable[str]) -> None:
@@ -84,14 +89,23 @@ async def compare_and_set_state(
     One UPDATE guarded by the current state: of two processes racing for the same acte,
     exactly one sees a row updated.
     """
+    # On the table, not the mapped class: the ORM's bulk-update path would only add work
+    # to a statement that never synchronises the session anyway.
+    table = _acte_table()
     statement = (
-        update(Acte)
-        .where(col(Acte.id) == acte_id, col(Acte.state) == expected.value)
+        update(table)
+        .where(table.c.id == acte_id, table.c.state == expected.value)
         .values(state=target.value, **values)
-        .execution_options(synchronize_session=False)
     )
     result = await session.exec(statement)
     return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+@functools.cache
+def _acte_table() -> Table:
+    table = inspect(Acte).local_table
+    assert isinstance(table, Table)
+    return table
 
 
 async def waiting_for_transmission(
@@ -170,15 +184,19 @@ async def postpone_transmitting(
 async def acte_for_return_message(
     session: AsyncSession, prefecture_transmission_id: str | None, identifiant_acte: str | None
 ) -> Acte | None:
-    """The acte a return message is about: by the gateway's transmission id, else its id."""
+    """The acte a return message is about: by the gateway's transmission id, else its id.
+
+    Locked until the caller commits (on PostgreSQL), so that the transmitter recording the
+    same acte waits for the reply instead of moving it under the reply's feet.
+    """
     if prefecture_transmission_id:
         query = select(Acte).where(Acte.prefecture_transmission_id == prefecture_transmission_id)
-        found = (await session.exec(query)).first()
+        found = (await session.exec(query.with_for_update())).first()
         if found is not None:
             return found
     if identifiant_acte:
         query = select(Acte).where(Acte.identifiant_acte == identifiant_acte)
-        return (await session.exec(query)).first()
+        return (await session.exec(query.with_for_update())).first()
     return None
 
 
@@ -188,10 +206,15 @@ async def read_cursor(session: AsyncSession, name: str) -> str | None:
 
 
 async def save_cursor(session: AsyncSession, name: str, cursor: str, now: datetime) -> None:
-    row = await session.get(PrefectureCursor, name)
-    if row is None:
-        session.add(PrefectureCursor(name=name, cursor=cursor, updated_at=now))
-        return
-    row.cursor = cursor
-    row.updated_at = now
-    session.add(row)
+    # One upsert rather than a read then a write: the receiver saves it after every reply.
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(PrefectureCursor)
+        .values(name=name, cursor=cursor, updated_at=now)
+        .on_conflict_do_update(
+            index_elements=[col(PrefectureCursor.name)],
+            set_={"cursor": cursor, "updated_at": now},
+        )
+    )
+    await session.exec(statement)

@@ -20,7 +20,7 @@ from kanol_actes_pes.transmitter import Transmitter
 from kanol_actes_pes.upload import check_pdf, read_acte_upload
 from kanol_common.auth import Caller, require_scopes
 from kanol_common.errors import Forbidden
-from kanol_common.storage import LocalObjectStore
+from kanol_common.storage import CHUNK_SIZE, LocalObjectStore
 
 SCOPE_WRITE = "actes:write"
 SCOPE_READ = "actes:read"
@@ -107,7 +107,7 @@ async def post_acte(
         metadata = service.parse_metadata(upload.metadata)
         nature = service.check_metadata(metadata, caller, settings, service.now_utc().date())
         await check_pdf(upload.pdf)
-        acte = await service.submit_acte(
+        submission = await service.submit_acte(
             session,
             caller=caller,
             metadata=metadata,
@@ -121,8 +121,9 @@ async def post_acte(
         upload.pdf.close()
 
     context.transmitter.wake()
+    acte = submission.acte
     response.headers["Location"] = f"/v1/actes/{acte.id}"
-    return await _public(session, context, acte)
+    return service.acte_public(settings, acte, submission.documents)
 
 
 @router.get("/{acte_id}", response_model=ActePublic, summary="An acte and where it stands")
@@ -161,31 +162,32 @@ async def get_history(acte_id: uuid.UUID, caller: Reader, session: SessionDep) -
 )
 async def get_document(
     acte_id: uuid.UUID, role: str, caller: AnyCaller, session: SessionDep, context: ContextDep
-) -> StreamingResponse:
+) -> Response:
     """For the organisation that owns the acte (actes:read), or a service (documents:read)."""
-    if caller.has_scopes(SCOPE_DOCUMENTS):
-        acte = await repository.get_acte(session, acte_id)
-    elif caller.has_scopes(SCOPE_READ):
-        acte = await repository.get_acte_of(session, acte_id, caller.siren)
-    else:
+    any_organisation = caller.has_scopes(SCOPE_DOCUMENTS)
+    if not any_organisation and not caller.has_scopes(SCOPE_READ):
         raise Forbidden(
             f"Reading a document requires the scope {SCOPE_READ} or {SCOPE_DOCUMENTS}",
             missing_scopes=[SCOPE_READ],
         )
-    if acte is None:
+    found = await repository.document_of(session, acte_id, role)
+    if found is None or (not any_organisation and found[0] != caller.siren):
         raise ActeNotFound(f"No acte {acte_id}")
 
-    document = await repository.document_of(session, acte.id, role)
+    document = found[1]
     if document is None:
         raise DocumentNotFound(f"The acte {acte_id} has no document {role!r}")
+    headers = {
+        "Content-Length": str(document.size),
+        "Content-Disposition": f'attachment; filename="{_safe_filename(document.filename)}"',
+        "ETag": f'"{document.sha256}"',
+    }
+    if document.size <= CHUNK_SIZE:
+        # Read whole in one worker thread; streaming costs a thread hop per chunk.
+        content = await context.store.get(document.sha256)
+        return Response(content, media_type=document.media_type, headers=headers)
     return StreamingResponse(
-        context.store.iter_chunks(document.sha256),
-        media_type=document.media_type,
-        headers={
-            "Content-Length": str(document.size),
-            "Content-Disposition": f'attachment; filename="{_safe_filename(document.filename)}"',
-            "ETag": f'"{document.sha256}"',
-        },
+        context.store.iter_chunks(document.sha256), media_type=document.media_type, headers=headers
     )
 
 

@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -163,6 +164,14 @@ def _check_objet(objet: str) -> None:
         raise ObjetInvalid("objet contains control characters, which XML cannot carry")
 
 
+@dataclass(frozen=True)
+class Submission:
+    """A submitted acte and its documents, as written: the response needs no query."""
+
+    acte: Acte
+    documents: list[ActeDocument]
+
+
 async def submit_acte(
     session: AsyncSession,
     *,
@@ -172,17 +181,14 @@ async def submit_acte(
     pdf: ReceivedPdf,
     settings: ActesPesSettings,
     store: LocalObjectStore,
-) -> Acte:
+) -> Submission:
     """Record a checked acte as waiting for transmission, with its PDF and its event.
 
     The PDF is written to the object store last, once the rows are flushed, so that a
     refusal by the database (a numéro interne taken concurrently) stores nothing.
     """
-    if await repository.numero_interne_taken(
-        session, caller.siren, metadata.date_decision.year, metadata.numero_interne
-    ):
-        raise _numero_taken(metadata)
-
+    # A numéro interne already used is refused by the unique constraint at the flush
+    # below, not by a query before it: the constraint decides anyway, concurrently too.
     now = now_utc()
     departement = metadata.departement or settings.departement
     identifiant = identifiant_acte(
@@ -237,10 +243,10 @@ async def submit_acte(
     )
     await _flush(session, metadata)
 
-    stored = await store.put_stream(pdf.chunks())
+    stored = await store.put_file(pdf.file)
     _ensure_same(stored, pdf)
     log.info("acte.submitted", acte_id=str(acte.id), tenant=acte.siren, identifiant=identifiant)
-    return acte
+    return Submission(acte, [document])
 
 
 async def _flush(session: AsyncSession, metadata: ActeMetadata) -> None:

@@ -66,6 +66,15 @@ TRANSMISSION_ROLES = (
 )
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """A claimed acte and its stored transmission, or why the transmission cannot be built."""
+
+    acte: Acte
+    archive: TransmissionArchive | None
+    error: actes_xml.ActesXmlError | None
+
+
 @dataclass
 class Transmitter:
     """Claims, sends and records transmissions; see the module's docstring for the guard.
@@ -170,15 +179,26 @@ class Transmitter:
     # -- one acte --------------------------------------------------------------------------
 
     async def transmit(self, acte_id: uuid.UUID) -> None:
-        """Claim the acte if it still waits, then send it."""
-        acte = await self._claim(acte_id)
-        if acte is None:
+        """Claim the acte if it still waits, with its transmission built, then send it."""
+        claim = await self._claim(acte_id)
+        if claim is None:
             return
+        acte = claim.acte
         with service.in_trace_of(acte, "acte.transmit"):
             log.info("acte.claimed", acte_id=str(acte_id), tenant=acte.siren)
-            await self._send(acte_id)
+            if claim.archive is None:
+                # A bug: Kanol built a document the schema refuses. Nothing was sent.
+                log.error("acte.transmission_invalid", acte_id=str(acte_id), exc_info=claim.error)
+                await self._fail(acte, f"the transmission does not validate: {claim.error}")
+                return
+            await self._send(acte, claim.archive)
 
-    async def _claim(self, acte_id: uuid.UUID) -> Acte | None:
+    async def _claim(self, acte_id: uuid.UUID) -> _Claim | None:
+        """Claim the acte and store its transmission in one transaction, before any send.
+
+        One transaction rather than a claim then a build: the acte and its documents are
+        read once, and the claim and the stored archive commit together.
+        """
         async with self.database.session() as session:
             acte = await repository.get_acte(session, acte_id)
             if acte is None or acte.state != ActeState.WAITING_FOR_TRANSMISSION.value:
@@ -200,9 +220,25 @@ class Transmitter:
             # A number no other transmission of the service has: the claim's history row.
             acte.transmission_number = change.id
             session.add(acte)
-            await repository.delete_documents(session, acte.id, TRANSMISSION_ROLES)
+            pdf = await self._document_to_transmit(session, acte.id)
+            try:
+                archive = await self._build(acte, pdf)
+            except actes_xml.ActesXmlError as exc:
+                # The claim commits alone; the caller records the failure on top of it.
+                await session.commit()
+                return _Claim(acte, None, exc)
+            await self._store_transmission(session, acte, archive)
             await session.commit()
-        return acte
+        return _Claim(acte, archive, None)
+
+    async def _document_to_transmit(
+        self, session: AsyncSession, acte_id: uuid.UUID
+    ) -> ActeDocument:
+        """The acte's PDF; what an earlier, refused transmission stored is removed."""
+        documents = {d.role: d for d in await repository.documents_of(session, acte_id)}
+        if any(role.value in documents for role in TRANSMISSION_ROLES):
+            await repository.delete_documents(session, acte_id, TRANSMISSION_ROLES)
+        return documents[DocumentRole.ACTE.value]
 
     async def recover(self, acte_id: uuid.UUID) -> None:
         """Settle an acte found ``transmitting``: record it if the gateway has it, else resend."""
@@ -225,13 +261,13 @@ class Transmitter:
         if receipt is not None:
             log.info("acte.transmission_recovered", acte_id=str(acte_id), tenant=acte.siren)
             await self._record_transmitted(
-                acte_id, receipt, "recovered: the prefecture already had this transmission"
+                acte, receipt, "recovered: the prefecture already had this transmission"
             )
             return
         log.info("acte.transmission_resent", acte_id=str(acte_id), tenant=acte.siren)
-        await self._send(acte_id)
+        await self._resend(acte_id)
 
-    async def _send(self, acte_id: uuid.UUID) -> None:
+    async def _resend(self, acte_id: uuid.UUID) -> None:
         try:
             archive, acte = await self._archive_for(acte_id)
         except actes_xml.ActesXmlError as exc:
@@ -241,6 +277,9 @@ class Transmitter:
             return
         if archive is None or acte is None:
             return
+        await self._send(acte, archive)
+
+    async def _send(self, acte: Acte, archive: TransmissionArchive) -> None:
         try:
             receipt = await self.gateway.transmit(archive)
         except GatewayBusy as exc:
@@ -257,7 +296,7 @@ class Transmitter:
 
         if self.after_send is not None:
             await self.after_send(acte, receipt)
-        await self._record_transmitted(acte_id, receipt, "the prefecture's gateway took it")
+        await self._record_transmitted(acte, receipt, "the prefecture's gateway took it")
 
     async def _archive_for(
         self, acte_id: uuid.UUID
@@ -353,13 +392,11 @@ class Transmitter:
     # -- outcomes --------------------------------------------------------------------------
 
     async def _record_transmitted(
-        self, acte_id: uuid.UUID, receipt: TransmissionReceipt, reason: str
+        self, acte: Acte, receipt: TransmissionReceipt, reason: str
     ) -> None:
+        """Record the send; ``acte`` as read before it, so the move is guarded by its state."""
+        acte_id = acte.id
         async with self.database.session() as session:
-            acte = await repository.get_acte(session, acte_id)
-            if acte is None or acte.state != ActeState.TRANSMITTING.value:
-                # The receiver got the prefecture's reply first and recorded it all.
-                return
             try:
                 await service.change_state(
                     session,
@@ -372,6 +409,7 @@ class Transmitter:
                     last_error=None,
                 )
             except service.StaleActe:
+                # The receiver got the prefecture's reply first and recorded it all.
                 return
             service.publish_transmitted(session, acte)
             await session.commit()
@@ -475,9 +513,37 @@ class Receiver:
         async with self.database.session() as session:
             cursor = await repository.read_cursor(session, CURSOR_NAME)
         messages = await self.gateway.fetch_messages(cursor, wait_seconds)
+        if len(messages) > 1 and await self._record_all(messages):
+            return len(messages)
         for message in messages:
             await self.handle(message)
         return len(messages)
+
+    async def _record_all(self, messages: Sequence[ReturnMessage]) -> bool:
+        """Record a fetch's messages in one transaction, with the cursor past the last one.
+
+        One commit per fetch rather than one per message. ``False``, with nothing recorded,
+        when one is unreadable or an acte moved under its reply: :meth:`handle` then records
+        them one by one, with its retries and its logs for each case.
+        """
+        contents: list[actes_xml.ReturnMessageContent] = []
+        for message in messages:
+            try:
+                contents.append(actes_xml.read_return_message(message.content))
+            except actes_xml.ActesXmlError:
+                return False
+        try:
+            async with self.database.session() as session:
+                for message, content in zip(messages, contents, strict=True):
+                    await self._record_in(session, message, content)
+                cursor = messages[-1].cursor
+                await repository.save_cursor(session, CURSOR_NAME, cursor, service.now_utc())
+                await session.commit()
+        except service.StaleActe:
+            # What was logged for the messages before this one was rolled back with them.
+            log.info("prefecture.messages_raced", count=len(messages))
+            return False
+        return True
 
     async def handle(self, message: ReturnMessage) -> None:
         """Record one return message, with the cursor past it, in one transaction."""
@@ -503,21 +569,29 @@ class Receiver:
         self, message: ReturnMessage, content: actes_xml.ReturnMessageContent
     ) -> None:
         async with self.database.session() as session:
-            identifiant = (
-                content.identifiant_acte
-                if isinstance(content, actes_xml.AccuseReception)
-                else message.identifiant_acte
-            )
-            acte = await repository.acte_for_return_message(
-                session, message.transmission_id, identifiant
-            )
-            if acte is None:
-                log.error("prefecture.message_unmatched", filename=message.filename)
-            else:
-                with service.in_trace_of(acte, "acte.reply_received"):
-                    await self._apply(session, acte, content, message)
+            await self._record_in(session, message, content)
             await repository.save_cursor(session, CURSOR_NAME, message.cursor, service.now_utc())
             await session.commit()
+
+    async def _record_in(
+        self,
+        session: AsyncSession,
+        message: ReturnMessage,
+        content: actes_xml.ReturnMessageContent,
+    ) -> None:
+        identifiant = (
+            content.identifiant_acte
+            if isinstance(content, actes_xml.AccuseReception)
+            else message.identifiant_acte
+        )
+        acte = await repository.acte_for_return_message(
+            session, message.transmission_id, identifiant
+        )
+        if acte is None:
+            log.error("prefecture.message_unmatched", filename=message.filename)
+            return
+        with service.in_trace_of(acte, "acte.reply_received"):
+            await self._apply(session, acte, content, message)
 
     async def _apply(
         self,

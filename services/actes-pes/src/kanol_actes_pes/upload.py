@@ -53,14 +53,6 @@ class ReceivedPdf:
     def close(self) -> None:
         self.file.close()
 
-    def chunks(self, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
-        async def read() -> AsyncIterator[bytes]:
-            self.file.seek(0)
-            while chunk := await anyio.to_thread.run_sync(self.file.read, chunk_size):
-                yield chunk
-
-        return read()
-
 
 @dataclass
 class ActeUpload:
