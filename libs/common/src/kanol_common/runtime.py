@@ -12,11 +12,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Annotated
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_common import outbox
 from kanol_common.consumer import EventConsumer
@@ -231,3 +233,13 @@ async def create_topics(settings: CommonSettings, partitions: dict[str, int]) ->
         log.warning("kafka.topics_not_created", error=str(exc))
     finally:
         await admin.close()
+
+
+async def database_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A request's session on its service's database; the route decides when to commit."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    async with runtime.database.session() as session:
+        yield session
+
+
+DatabaseSession = Annotated[AsyncSession, Depends(database_session)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -20,6 +19,7 @@ from kanol_actes_pes.transmitter import Transmitter
 from kanol_actes_pes.upload import check_pdf, read_acte_upload
 from kanol_common.auth import Caller, require_scopes
 from kanol_common.errors import Forbidden
+from kanol_common.runtime import DatabaseSession
 from kanol_common.storage import CHUNK_SIZE, LocalObjectStore
 
 SCOPE_WRITE = "actes:write"
@@ -36,17 +36,12 @@ class ActesContext:
     transmitter: Transmitter
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.runtime.database.session() as session:
-        yield session
-
-
 def get_context(request: Request) -> ActesContext:
     context: ActesContext = request.app.state.actes
     return context
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = DatabaseSession
 ContextDep = Annotated[ActesContext, Depends(get_context)]
 Writer = Annotated[Caller, Depends(require_scopes(SCOPE_WRITE))]
 Reader = Annotated[Caller, Depends(require_scopes(SCOPE_READ))]

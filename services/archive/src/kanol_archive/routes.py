@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_archive.models import ArchiveDetail, ArchivePage
 from kanol_archive.repository import ArchiveRepository
 from kanol_archive.service import MAX_PAGE_SIZE, ArchiveService
 from kanol_common.auth import Caller, require_scopes
 from kanol_common.logging import get_logger
+from kanol_common.runtime import DatabaseSession
 
 log = get_logger(__name__)
 
@@ -24,14 +23,7 @@ READ_SCOPE = "archive:read"
 router = APIRouter(prefix="/v1/archives", tags=["archives"])
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.runtime.database.session() as session:
-        yield session
-
-
-def _service(
-    request: Request, session: Annotated[AsyncSession, Depends(_session)]
-) -> ArchiveService:
+def _service(request: Request, session: DatabaseSession) -> ArchiveService:
     return ArchiveService(ArchiveRepository(session), request.app.state.object_store)
 
 

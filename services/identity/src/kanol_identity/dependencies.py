@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,12 +9,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_common.errors import Conflict
+from kanol_common.runtime import DatabaseSession
 from kanol_identity.signing import SigningKeys
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.runtime.database.session() as session:
-        yield session
 
 
 def get_signing_keys(request: Request) -> SigningKeys:
@@ -32,5 +27,5 @@ async def commit(session: AsyncSession) -> None:
         raise Conflict("The resource was created concurrently by another request.") from exc
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = DatabaseSession
 SigningKeysDep = Annotated[SigningKeys, Depends(get_signing_keys)]
