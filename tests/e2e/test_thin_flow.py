@@ -115,7 +115,8 @@ def test_an_acte_goes_from_submission_to_the_archive_in_one_trace(platform: Plat
 
         by_role = {obj["role"]: obj for obj in archive["objects"]}
         stored_pdf = client.get(
-            f"{platform.archive_url}/v1/archives/{archive['id']}/objects/{by_role['acte']['sha256']}"
+            f"{platform.archive_url}/v1/archives/{archive['id']}/objects/"
+            f"{by_role['acte']['sha256']}"
         )
 
     assert acte["state"] == "acknowledged"

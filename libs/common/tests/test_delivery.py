@@ -94,7 +94,12 @@ async def _publish(database: Database, probe: Probe | OtherProbe, subject: str =
 def _probe_consumer(
     runtime: ServiceRuntime, group: str, calls: list[tuple[str, int]], **options: object
 ) -> EventConsumer:
-    consumer = EventConsumer(runtime, group_id=group, topics=[PROBE_TOPIC], **options)  # type: ignore[arg-type]
+    consumer = EventConsumer(
+        runtime,
+        group_id=group,
+        topics=[PROBE_TOPIC],
+        **options,  # type: ignore[arg-type]
+    )
 
     @consumer.on(Probe)
     async def handle(probe: Probe, ctx: HandlerContext) -> None:

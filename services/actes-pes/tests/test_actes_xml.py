@@ -76,7 +76,10 @@ def test_a_transmission_packs_a_valid_envelope_message_and_pdf() -> None:
     assert archive.documents[0].name == f"99_DE-035-{SIREN}-20240312-2024_45-DE-1-1_1.pdf"
     assert archive.idempotency_key == f"035-{SIREN}-20240312-2024_45-DE/abc"
     with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:gz") as tar:
-        members = {member.name: tar.extractfile(member).read() for member in tar}  # type: ignore[union-attr]
+        members = {
+            member.name: tar.extractfile(member).read()  # type: ignore[union-attr]
+            for member in tar
+        }
     assert members == {
         archive.enveloppe.name: archive.enveloppe.content,
         archive.message.name: archive.message.content,

@@ -202,7 +202,8 @@ async def read_acte_upload(
 
     collector = _MultipartCollector(max_document_bytes)
     try:
-        await _feed(MultipartParser(boundary, collector.callbacks()), stream, collector, limit)  # type: ignore[arg-type]
+        parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
+        await _feed(parser, stream, collector, limit)
         return _upload_from(collector)
     except BaseException:
         collector.discard()
