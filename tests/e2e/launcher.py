@@ -7,6 +7,7 @@ read (the end-to-end test follows one trace id through them).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -18,12 +19,38 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import httpx
+from pypdf import PdfWriter
 
 DEMO_SIREN = "213502388"
 SYNDICAT_SIREN = "253514491"
+
+
+def sample_pdf(title: str) -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    writer.add_metadata({"/Title": title})
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def acte_form(numero_interne: str, pdf: bytes) -> dict[str, tuple[str | None, str | bytes, str]]:
+    """The multipart form of ``POST /v1/actes`` for a délibération decided today."""
+    metadata = {
+        "numero_interne": numero_interne,
+        "nature": 1,
+        "matiere": "1.1",
+        "objet": "Vote du budget primitif",
+        "date_decision": date.today().isoformat(),
+    }
+    return {
+        "metadata": (None, json.dumps(metadata), "application/json"),
+        "acte": ("deliberation.pdf", pdf, "application/pdf"),
+    }
 
 
 def free_port() -> int:
@@ -31,6 +58,15 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start one process of the platform, and where it says it is ready."""
+
+    argv: list[str]
+    env: dict[str, str]
+    ready_url: str
 
 
 @dataclass
@@ -46,9 +82,28 @@ class Platform:
     client_secret: str
     siren: str = DEMO_SIREN
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    launches: dict[str, Launch] = field(default_factory=dict)
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
+
+    def start(self, name: str) -> None:
+        """Start one process (again), appending to its log."""
+        launch = self.launches[name]
+        with self.log_path(name).open("ab") as output:
+            self.processes[name] = subprocess.Popen(
+                launch.argv, env=launch.env, stdout=output, stderr=subprocess.STDOUT
+            )
+
+    def wait_ready(self, name: str) -> None:
+        launch = self.launches[name]
+        _wait_ready(name, launch.ready_url, self.processes[name], self.log_path(name))
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: the process gets no chance to finish what it was doing."""
+        process = self.processes[name]
+        process.kill()
+        process.wait()
 
     def log_lines(self, name: str) -> list[str]:
         return self.log_path(name).read_text(errors="replace").splitlines()
@@ -194,17 +249,15 @@ def run_platform(
     }
     try:
         for name, arguments in commands.items():
-            log = platform.log_path(name)
-            with log.open("wb") as output:
-                platform.processes[name] = subprocess.Popen(
-                    [sys.executable, *arguments, "--port", str(ports[name])],
-                    env=env_of(name),
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                )
-        for name, process in platform.processes.items():
             path = "/livez" if name == "prefecture" else "/readyz"
-            _wait_ready(name, urls[name] + path, process, platform.log_path(name))
+            platform.launches[name] = Launch(
+                argv=[sys.executable, *arguments, "--port", str(ports[name])],
+                env=env_of(name),
+                ready_url=urls[name] + path,
+            )
+            platform.start(name)
+        for name in commands:
+            platform.wait_ready(name)
         yield platform
     finally:
         _stop(platform.processes)

@@ -8,12 +8,10 @@ authority's software would, and reads their JSON logs to follow one trace.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +19,8 @@ import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-from pypdf import PdfWriter
 
-from tests.e2e.launcher import Platform, run_platform
+from tests.e2e.launcher import Platform, acte_form, run_platform, sample_pdf
 
 pytestmark = pytest.mark.e2e
 
@@ -44,15 +41,6 @@ def platform(
     workdir: Path = tmp_path_factory.mktemp("e2e")
     with run_platform(workdir, kafka_bootstrap=kafka_bootstrap, database_urls=databases) as p:
         yield p
-
-
-def _pdf(title: str) -> bytes:
-    writer = PdfWriter()
-    writer.add_blank_page(width=595, height=842)
-    writer.add_metadata({"/Title": title})
-    buffer = io.BytesIO()
-    writer.write(buffer)
-    return buffer.getvalue()
 
 
 def _json_lines(platform: Platform, name: str) -> list[dict[str, Any]]:
@@ -84,25 +72,15 @@ def test_an_acte_goes_from_submission_to_the_archive_in_one_trace(platform: Plat
     caller = NonRecordingSpan(
         SpanContext(int(trace_id, 16), int(span_id, 16), False, TraceFlags(TraceFlags.SAMPLED))
     )
-    pdf = _pdf("Délibération e2e")
+    pdf = sample_pdf("Délibération e2e")
     numero = f"E2E_{secrets.token_hex(4).upper()}"
-    metadata = {
-        "numero_interne": numero,
-        "nature": 1,
-        "matiere": "1.1",
-        "objet": "Vote du budget primitif",
-        "date_decision": date.today().isoformat(),
-    }
 
     with httpx.Client(timeout=10) as client:
         client.headers["Authorization"] = f"Bearer {platform.token()}"
         with trace.use_span(caller):
             response = client.post(
                 f"{platform.actes_url}/v1/actes",
-                files={
-                    "metadata": (None, json.dumps(metadata), "application/json"),
-                    "acte": ("deliberation.pdf", pdf, "application/pdf"),
-                },
+                files=acte_form(numero, pdf),
                 headers={"traceparent": traceparent},
             )
         assert response.status_code == 201, response.text
