@@ -52,16 +52,17 @@ wait_ready() {
 
 seed() {
   # The demo organisation and its software client, and the syndicate with the archive's
-  # service client. Re-running changes nothing.
+  # service client. Re-running changes nothing. Secrets go as --client-secret=VALUE: a
+  # random one may start with "-".
   set -a; source "$env_file"; set +a
   export KANOL_LOG_LEVEL=WARNING
   KANOL_SERVICE_NAME=identity .venv/bin/python -m kanol_identity seed \
     --siren 253514491 --name "Syndicat mixte Kanol (démo)" --kind syndicat --departement 035 \
-    --client-id "$KANOL_ARCHIVE_CLIENT_ID" --client-secret "$KANOL_ARCHIVE_CLIENT_SECRET" \
+    --client-id "$KANOL_ARCHIVE_CLIENT_ID" --client-secret="$KANOL_ARCHIVE_CLIENT_SECRET" \
     --scopes "documents:read"
   KANOL_SERVICE_NAME=identity .venv/bin/python -m kanol_identity seed \
     --siren "$KANOL_DEMO_SIREN" --name "Commune de Démo" --kind commune --departement 035 \
-    --client-id "$KANOL_DEMO_CLIENT_ID" --client-secret "$KANOL_DEMO_CLIENT_SECRET" \
+    --client-id "$KANOL_DEMO_CLIENT_ID" --client-secret="$KANOL_DEMO_CLIENT_SECRET" \
     --scopes "actes:write actes:read archive:read"
 }
 

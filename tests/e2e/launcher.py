@@ -231,8 +231,8 @@ def run_platform(
                 "035",
                 "--client-id",
                 client_id,
-                "--client-secret",
-                secret,
+                # Joined with "=": a random secret may start with "-", like an option.
+                f"--client-secret={secret}",
                 "--scopes",
                 scopes,
             ],
