@@ -12,45 +12,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
-import json
 import tempfile
 import time
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 import httpx
-from pypdf import PdfWriter
 
 from bench.infra import kafka, percentile, postgres_database
-from tests.e2e.launcher import Platform, run_platform
-
-
-def _pdf() -> bytes:
-    writer = PdfWriter()
-    writer.add_blank_page(width=595, height=842)
-    buffer = io.BytesIO()
-    writer.write(buffer)
-    return buffer.getvalue()
+from kanol_actes_pes.testing import make_pdf
+from tests.e2e.launcher import Platform, acte_form, run_platform
 
 
 async def _submit(
     client: httpx.AsyncClient, platform: Platform, index: int, run_id: str, pdf: bytes
 ) -> tuple[str, float, float] | None:
-    metadata = {
-        "numero_interne": f"B{run_id}_{index}",
-        "nature": 3,
-        "matiere": "4.1",
-        "objet": f"Arrêté individuel de banc d'essai n° {index}",
-        "date_decision": date.today().isoformat(),
-    }
     sent_at = time.time()
     response = await client.post(
-        f"{platform.actes_url}/v1/actes",
-        files={
-            "metadata": (None, json.dumps(metadata), "application/json"),
-            "acte": ("arrete.pdf", pdf, "application/pdf"),
-        },
+        f"{platform.actes_url}/v1/actes", files=acte_form(f"B{run_id}_{index}", pdf)
     )
     if response.status_code != 201:
         print(f"  submission {index} refused: {response.status_code} {response.text[:200]}")
@@ -74,7 +53,7 @@ async def _deposit_times(client: httpx.AsyncClient, platform: Platform) -> dict[
 
 
 async def run(platform: Platform, rate: float, seconds: float) -> None:
-    pdf = _pdf()
+    pdf = make_pdf()
     run_id = str(int(time.time()) % 100_000)
     count = int(rate * seconds)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)

@@ -7,7 +7,6 @@ the acte is deposited, and prints its states and the time from submission to dep
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import time
@@ -15,7 +14,8 @@ from datetime import date
 from pathlib import Path
 
 import httpx
-from pypdf import PdfWriter
+
+from kanol_actes_pes.testing import make_pdf
 
 ENV_FILE = Path(".run/platform/platform.env")
 IDENTITY = "http://127.0.0.1:8001"
@@ -29,15 +29,6 @@ def read_env() -> dict[str, str]:
         sys.exit("demo: the platform is not set up; run `make up` first.")
     lines = ENV_FILE.read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if "=" in line)
-
-
-def sample_pdf() -> bytes:
-    writer = PdfWriter()
-    writer.add_blank_page(width=595, height=842)
-    writer.add_metadata({"/Title": "Délibération de démonstration"})
-    buffer = io.BytesIO()
-    writer.write(buffer)
-    return buffer.getvalue()
 
 
 def token(client: httpx.Client, env: dict[str, str]) -> str:
@@ -61,7 +52,11 @@ def submit(client: httpx.Client) -> dict[str, object]:
     }
     files: dict[str, tuple[str | None, str | bytes, str]] = {
         "metadata": (None, json.dumps(metadata), "application/json"),
-        "acte": ("deliberation.pdf", sample_pdf(), "application/pdf"),
+        "acte": (
+            "deliberation.pdf",
+            make_pdf(title="Délibération de démonstration"),
+            "application/pdf",
+        ),
     }
     response = client.post(f"{ACTES}/v1/actes", files=files)
     if response.status_code != 201:

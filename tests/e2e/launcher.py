@@ -7,7 +7,6 @@ read (the end-to-end test follows one trace id through them).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import secrets
@@ -23,19 +22,9 @@ from datetime import date
 from pathlib import Path
 
 import httpx
-from pypdf import PdfWriter
 
 DEMO_SIREN = "213502388"
 SYNDICAT_SIREN = "253514491"
-
-
-def sample_pdf(title: str) -> bytes:
-    writer = PdfWriter()
-    writer.add_blank_page(width=595, height=842)
-    writer.add_metadata({"/Title": title})
-    buffer = io.BytesIO()
-    writer.write(buffer)
-    return buffer.getvalue()
 
 
 def acte_form(numero_interne: str, pdf: bytes) -> dict[str, tuple[str | None, str | bytes, str]]:

@@ -9,38 +9,21 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.launcher import Platform, acte_form, run_platform, sample_pdf
+from kanol_actes_pes.testing import make_pdf
+from tests.e2e.launcher import Platform, acte_form
 
 pytestmark = pytest.mark.e2e
 
 SETTLE_TIMEOUT_SECONDS = 90.0
 
 
-@pytest.fixture(scope="module")
-def platform(
-    tmp_path_factory: pytest.TempPathFactory,
-    kafka_bootstrap: str,
-    postgres_database: Callable[[str], str],
-) -> Iterator[Platform]:
-    databases = {
-        "identity": postgres_database("faults_identity"),
-        "actes-pes": postgres_database("faults_actes_pes"),
-        "archive": postgres_database("faults_archive"),
-    }
-    workdir: Path = tmp_path_factory.mktemp("faults")
-    with run_platform(workdir, kafka_bootstrap=kafka_bootstrap, database_urls=databases) as p:
-        yield p
-
-
 def _submit(client: httpx.Client, platform: Platform, count: int) -> list[str]:
-    pdf = sample_pdf("Délibération soumise pendant une panne")
+    pdf = make_pdf(title="Délibération soumise pendant une panne")
     acte_ids = []
     for _ in range(count):
         numero = f"F_{secrets.token_hex(5).upper()}"

@@ -11,8 +11,6 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,27 +18,12 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from tests.e2e.launcher import Platform, acte_form, run_platform, sample_pdf
+from kanol_actes_pes.testing import make_pdf
+from tests.e2e.launcher import Platform, acte_form
 
 pytestmark = pytest.mark.e2e
 
 DEPOSIT_TIMEOUT_SECONDS = 60.0
-
-
-@pytest.fixture(scope="module")
-def platform(
-    tmp_path_factory: pytest.TempPathFactory,
-    kafka_bootstrap: str,
-    postgres_database: Callable[[str], str],
-) -> Iterator[Platform]:
-    databases = {
-        "identity": postgres_database("e2e_identity"),
-        "actes-pes": postgres_database("e2e_actes_pes"),
-        "archive": postgres_database("e2e_archive"),
-    }
-    workdir: Path = tmp_path_factory.mktemp("e2e")
-    with run_platform(workdir, kafka_bootstrap=kafka_bootstrap, database_urls=databases) as p:
-        yield p
 
 
 def _json_lines(platform: Platform, name: str) -> list[dict[str, Any]]:
@@ -72,7 +55,7 @@ def test_an_acte_goes_from_submission_to_the_archive_in_one_trace(platform: Plat
     caller = NonRecordingSpan(
         SpanContext(int(trace_id, 16), int(span_id, 16), False, TraceFlags(TraceFlags.SAMPLED))
     )
-    pdf = sample_pdf("Délibération e2e")
+    pdf = make_pdf(title="Délibération e2e")
     numero = f"E2E_{secrets.token_hex(4).upper()}"
 
     with httpx.Client(timeout=10) as client:

@@ -423,16 +423,12 @@ class Transmitter:
 
     async def _queue_again(self, acte: Acte, busy: GatewayBusy) -> None:
         retry_at = service.now_utc() + timedelta(seconds=busy.retry_after)
-        async with self.database.session() as session:
-            with contextlib.suppress(service.StaleActe):
-                await service.change_state(
-                    session,
-                    acte,
-                    ActeState.WAITING_FOR_TRANSMISSION,
-                    reason=f"the gateway's hourly volume is reached: {busy}",
-                    next_attempt_at=retry_at,
-                )
-                await session.commit()
+        await self._move_unless_stale(
+            acte,
+            ActeState.WAITING_FOR_TRANSMISSION,
+            reason=f"the gateway's hourly volume is reached: {busy}",
+            next_attempt_at=retry_at,
+        )
         log.warning("acte.transmission_deferred", acte_id=str(acte.id), retry_at=str(retry_at))
 
     async def _fail_by_id(self, acte_id: uuid.UUID, error: str) -> None:
@@ -445,17 +441,13 @@ class Transmitter:
         retry_at = None
         if acte.transmission_attempts < self.settings.transmit_max_attempts:
             retry_at = service.now_utc() + self._backoff(acte.transmission_attempts)
-        async with self.database.session() as session:
-            with contextlib.suppress(service.StaleActe):
-                await service.change_state(
-                    session,
-                    acte,
-                    ActeState.TRANSMISSION_FAILED,
-                    reason=f"refused by the gateway: {error}",
-                    last_error=error,
-                    next_attempt_at=retry_at,
-                )
-                await session.commit()
+        await self._move_unless_stale(
+            acte,
+            ActeState.TRANSMISSION_FAILED,
+            reason=f"refused by the gateway: {error}",
+            last_error=error,
+            next_attempt_at=retry_at,
+        )
         log.error(
             "acte.transmission_failed",
             acte_id=str(acte.id),
@@ -463,6 +455,16 @@ class Transmitter:
             error=error,
             retry_at=str(retry_at) if retry_at else None,
         )
+
+    async def _move_unless_stale(
+        self, acte: Acte, target: ActeState, *, reason: str, **changes: object
+    ) -> None:
+        """Change the acte's state in a transaction of its own; if another task moved it
+        first, that task's outcome stands."""
+        async with self.database.session() as session:
+            with contextlib.suppress(service.StaleActe):
+                await service.change_state(session, acte, target, reason=reason, **changes)
+                await session.commit()
 
     async def _postpone(self, acte: Acte, error: str) -> None:
         """Keep the acte ``transmitting`` and ask the gateway again after a backoff."""
