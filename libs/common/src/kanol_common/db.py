@@ -94,4 +94,4 @@ def upgrade_to_head(migrations_dir: Path, url: str) -> None:
     config.set_main_option("script_location", str(migrations_dir))
     config.set_main_option("sqlalchemy.url", url)
     config.attributes["database_url"] = url
-    command.upgrade(config, "head")
+    command.upgrade(config, "heads")
