@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from kanol_common import envelope
-from kanol_common.events import EVENT_TYPES, EventData, actes, archive, identity
+from kanol_common.events import EVENT_TYPES, EventData, actes, archive, identity, pes
 
 CATALOG_FILE = "events.schema.json"
 ASYNCAPI_FILE = "asyncapi.yaml"
@@ -46,6 +46,7 @@ PUBLISHERS: Mapping[str, str] = {
     identity.TOPIC: "identity",
     actes.TOPIC: "actes-pes",
     archive.TOPIC: "archive",
+    pes.TOPIC: "actes-pes",
 }
 
 REGENERATE_HINT = "uv run python -m kanol_common.events.export --write tests/contract"
