@@ -53,6 +53,7 @@ class TestAdminScope:
         body = response.json()
         assert body["type"] == "https://kanol.fr/problems/forbidden"
         assert body["missing_scopes"] == ["identity:admin"]
+        assert body["any_of_scopes"] == ["identity:admin", "org:admin"]
 
 
 class TestOrganisations:
@@ -101,11 +102,25 @@ class TestOrganisations:
         assert response.json()["type"] == "https://kanol.fr/problems/organisation-not-found"
 
 
+async def _subscribed(identity: Identity, siren: str, *services: str) -> None:
+    headers = await identity.admin_headers()
+    created = await identity.http.post(
+        "/v1/organisations", json=_organisation(siren), headers=headers
+    )
+    assert created.status_code == 201, created.text
+    put = await identity.http.put(
+        f"/v1/organisations/{siren}/subscriptions",
+        json={"services": list(services)},
+        headers=headers,
+    )
+    assert put.status_code == 200, put.text
+
+
 class TestApiClients:
     async def test_registered_client_gets_a_token_with_its_secret(self, identity: Identity) -> None:
         siren = new_siren()
         headers = await identity.admin_headers()
-        await identity.http.post("/v1/organisations", json=_organisation(siren), headers=headers)
+        await _subscribed(identity, siren, "actes")
 
         response = await identity.http.post(
             f"/v1/organisations/{siren}/api-clients",

@@ -31,7 +31,7 @@ async def test_seed_twice_changes_nothing(
     args = [
         "seed",
         *("--siren", siren, "--name", "Commune de Démo", "--kind", "commune"),
-        *("--departement", "035", "--client-id", f"demo-{siren}"),
+        *("--departement", "035", "--client-id", f"demo-{siren}", "--services", "all"),
         *("--client-secret", "demo-secret", "--scopes", "actes:write actes:read archive:read"),
     ]
 
@@ -55,7 +55,7 @@ async def test_seed_brings_a_client_to_its_new_secret_and_scopes(
     monkeypatch.setenv("KANOL_DATABASE_URL", identity.settings.resolved_database_url())
     siren = new_siren()
     common = ["seed", "--siren", siren, "--name", "Syndicat", "--kind", "syndicat"]
-    common += ["--departement", "035", "--client-id", f"svc-{siren}"]
+    common += ["--departement", "035", "--client-id", f"svc-{siren}", "--services", "actes"]
 
     await asyncio.to_thread(main, [*common, "--client-secret", "one", "--scopes", "actes:read"])
     await asyncio.to_thread(main, [*common, "--client-secret", "two", "--scopes", "documents:read"])

@@ -1,4 +1,4 @@
-"""``python -m kanol_identity serve | seed | rotate-keys``."""
+"""``python -m kanol_identity serve | seed | import-sirene | rotate-keys``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import sys
 from collections.abc import Sequence
 
 from kanol_common.db import Database, upgrade_to_head
+from kanol_common.errors import Problem
 from kanol_common.logging import configure_logging
 from kanol_common.outbox import set_default_source
 from kanol_identity import signing
 from kanol_identity.app import MIGRATIONS_DIR, create_app
-from kanol_identity.models import KNOWN_SCOPES, OrganisationKind
+from kanol_identity.models import KNOWN_SCOPES, OrganisationKind, Service
 from kanol_identity.seed import SeedConflict, SeedRequest, seed
 from kanol_identity.settings import IdentitySettings
 
@@ -56,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     seed_cmd.add_argument(
         "--scopes", default="", help=f"space separated, among: {' '.join(KNOWN_SCOPES)}"
     )
+    seed_cmd.add_argument(
+        "--services",
+        help="the organisation's own subscriptions, space separated, or 'all', among: "
+        f"{' '.join(Service)} (absent: left as they are)",
+    )
+    seed_cmd.add_argument("--parent-siren", help="a commune's EPCI, a CCAS's commune")
 
     commands.add_parser("rotate-keys", help="make a new signing key current, retire the others")
     return parser
@@ -86,6 +93,12 @@ async def _seed(settings: IdentitySettings, args: argparse.Namespace) -> int:
         print("seed: --scopes is required with --client-id", file=sys.stderr)
         return 2
 
+    try:
+        services = _services(args.services)
+    except ValueError as exc:
+        print(f"seed: {exc}", file=sys.stderr)
+        return 2
+
     set_default_source(settings.service_name)
     request = SeedRequest(
         siren=args.siren,
@@ -95,17 +108,23 @@ async def _seed(settings: IdentitySettings, args: argparse.Namespace) -> int:
         client_id=args.client_id,
         client_secret=args.client_secret or os.environ.get(SECRET_ENV) or None,
         scopes=scopes,
+        services=services,
+        parent_siren=args.parent_siren,
     )
     database = await _migrate(settings)
     try:
         outcome = await seed(database, request)
-    except (SeedConflict, ValueError) as exc:
+    except (SeedConflict, ValueError, Problem) as exc:
         print(f"seed: {exc}", file=sys.stderr)
         return 1
     finally:
         await database.dispose()
 
     print(f"organisation {request.siren}: {_state(outcome.organisation_created, False)}")
+    if request.services is not None:
+        subscribed = " ".join(request.services) or "none"
+        state = _state(False, outcome.subscriptions_changed)
+        print(f"subscriptions {request.siren}: {subscribed} ({state})")
     if request.client_id:
         print(
             f"client {request.client_id}: {_state(outcome.client_created, outcome.client_updated)}"
@@ -113,6 +132,14 @@ async def _seed(settings: IdentitySettings, args: argparse.Namespace) -> int:
     if outcome.generated_secret:
         print(f"client_secret (shown once): {outcome.generated_secret}")
     return 0
+
+
+def _services(text: str | None) -> tuple[Service, ...] | None:
+    if text is None:
+        return None
+    if text.strip() == "all":
+        return tuple(Service)
+    return tuple(Service(name) for name in text.split())
 
 
 def _state(created: bool, updated: bool) -> str:

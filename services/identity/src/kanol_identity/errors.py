@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from kanol_common.errors import Conflict, NotFound
+from kanol_common.errors import Conflict, Forbidden, InvalidContent, NotFound
 
 
 class OrganisationNotFound(NotFound):
@@ -22,6 +22,70 @@ class OrganisationAlreadyRegistered(Conflict):
 class ApiClientAlreadyRegistered(Conflict):
     type_slug = "api-client-already-registered"
     title = "API client already registered"
+
+
+class OrganisationParentInvalid(InvalidContent):
+    type_slug = "organisation-parent-invalid"
+    title = "The organisation cannot have this parent"
+
+
+class AgentNotFound(NotFound):
+    type_slug = "agent-not-found"
+    title = "Agent not found"
+
+
+class AgentLoginTaken(Conflict):
+    type_slug = "agent-login-taken"
+    title = "Login already taken"
+
+
+class AgentInactive(Conflict):
+    type_slug = "agent-inactive"
+    title = "The agent is deactivated"
+
+
+class TotpNotEnrolled(Conflict):
+    type_slug = "totp-not-enrolled"
+    title = "No second factor is being enrolled"
+
+
+class TotpCodeInvalid(InvalidContent):
+    type_slug = "totp-code-invalid"
+    title = "The code is not valid"
+
+
+class ApiClientNotFound(NotFound):
+    type_slug = "api-client-not-found"
+    title = "API client not found"
+
+
+class ClientRevoked(Conflict):
+    type_slug = "api-client-revoked"
+    title = "The API client is revoked"
+
+
+class ClientKeyInvalid(InvalidContent):
+    type_slug = "client-key-invalid"
+    title = "The client's public key cannot be used"
+
+
+class NotSubscribed(InvalidContent):
+    """A scope or a role names a service the organisation is not subscribed to."""
+
+    type_slug = "not-subscribed"
+    title = "The organisation is not subscribed to this service"
+
+
+class NotGrantable(Forbidden):
+    """An organisation's admin tried to grant what only the syndicate's operators grant."""
+
+    type_slug = "not-grantable"
+    title = "Only the platform's operators may grant this"
+
+
+class OperatorOnly(Forbidden):
+    type_slug = "operator-only"
+    title = "Only the platform's operators may do this"
 
 
 class OAuthError(Exception):

@@ -17,7 +17,7 @@ import httpx
 from fastapi import FastAPI
 
 from kanol_common.siren import luhn_is_valid
-from kanol_identity.models import OrganisationKind
+from kanol_identity.models import OrganisationKind, scope_service
 from kanol_identity.seed import SeedRequest, seed
 from kanol_identity.settings import IdentitySettings
 
@@ -79,6 +79,10 @@ class Identity:
             client_id=client_id,
             client_secret=secret,
             scopes=tuple(scopes.split()),
+            # Subscribed to the services its scopes name, so they may be granted.
+            services=tuple(
+                {service for scope in scopes.split() if (service := scope_service(scope))}
+            ),
         )
         await seed(self.app.state.runtime.database, request)
         return siren, client_id, secret

@@ -1,14 +1,19 @@
-"""Events published by identity on ``identity.events``."""
+"""Events published by identity on ``identity.events``.
+
+Every event is keyed by the organisation's SIREN, so one organisation's events stay in
+order on their partition.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kanol_common.events.base import EventData
 
 TOPIC = "identity.events"
 
 SIREN_PATTERN = r"^[0-9]{9}$"
+DEPARTEMENT_PATTERN = r"^[0-9]{2}[0-9AB]$"
 
 
 class OrganisationRegistered(EventData):
@@ -20,7 +25,74 @@ class OrganisationRegistered(EventData):
     siren: str = Field(pattern=SIREN_PATTERN)
     name: str
     kind: str
-    departement: str = Field(pattern=r"^[0-9]{2}[0-9AB]$", description="ACTES 3-char code")
+    departement: str = Field(pattern=DEPARTEMENT_PATTERN, description="ACTES 3-char code")
+    parent_siren: str | None = Field(
+        default=None,
+        pattern=SIREN_PATTERN,
+        description="A commune's EPCI, a CCAS's commune or a CIAS's EPCI",
+    )
+
+
+class OrganisationUpdated(EventData):
+    """An organisation's name, kind, département or parent changed; its whole new state."""
+
+    event_type = "fr.kanol.identity.organisation.updated.v1"
+    topic = TOPIC
+
+    siren: str = Field(pattern=SIREN_PATTERN)
+    name: str
+    kind: str
+    departement: str = Field(pattern=DEPARTEMENT_PATTERN, description="ACTES 3-char code")
+    parent_siren: str | None = Field(default=None, pattern=SIREN_PATTERN)
+
+
+class EffectiveSubscription(BaseModel):
+    """A service an organisation may use, and whose subscription gives it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    service: str = Field(description="actes, pes, archive, ged, ads or certificates")
+    granted_by: str = Field(
+        pattern=SIREN_PATTERN, description="The organisation's own SIREN, or its EPCI's"
+    )
+
+
+class SubscriptionsChanged(EventData):
+    """The services an organisation may use changed: by its own subscriptions or its EPCI's.
+
+    Carries the whole new state, so a consumer replaces what it holds.
+    """
+
+    event_type = "fr.kanol.identity.subscriptions.changed.v1"
+    topic = TOPIC
+
+    siren: str = Field(pattern=SIREN_PATTERN)
+    subscriptions: tuple[str, ...] = Field(description="Its own subscriptions")
+    effective: tuple[EffectiveSubscription, ...] = Field(
+        description="Own and inherited, with where each comes from"
+    )
+    services: tuple[str, ...] = Field(description="The services of ``effective``, sorted")
+
+
+class AgentProvisioned(EventData):
+    """An agent's account was created under an organisation."""
+
+    event_type = "fr.kanol.identity.agent.provisioned.v1"
+    topic = TOPIC
+
+    agent_id: str
+    siren: str = Field(pattern=SIREN_PATTERN)
+    roles: tuple[str, ...]
+
+
+class AgentDeactivated(EventData):
+    """An agent's account was deactivated: it can no longer sign in, its sessions end."""
+
+    event_type = "fr.kanol.identity.agent.deactivated.v1"
+    topic = TOPIC
+
+    agent_id: str
+    siren: str = Field(pattern=SIREN_PATTERN)
 
 
 class ApiClientRegistered(EventData):
@@ -32,3 +104,13 @@ class ApiClientRegistered(EventData):
     client_id: str
     siren: str = Field(pattern=SIREN_PATTERN)
     scopes: tuple[str, ...]
+
+
+class ApiClientRevoked(EventData):
+    """An API client was revoked: identity issues it no token any more."""
+
+    event_type = "fr.kanol.identity.api_client.revoked.v1"
+    topic = TOPIC
+
+    client_id: str
+    siren: str = Field(pattern=SIREN_PATTERN)
