@@ -8,9 +8,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from kanol_archive import routes
+from kanol_archive import routes, transfers
 from kanol_archive.consumers import build_consumer
 from kanol_archive.documents import DOCUMENTS_SCOPE, DocumentFetcher
+from kanol_archive.seda.schema import load_schemas
 from kanol_archive.settings import ArchiveSettings
 from kanol_common.auth import ServiceTokenProvider
 from kanol_common.http import create_app as create_service_app
@@ -33,12 +34,15 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
         max_bytes=settings.max_document_bytes,
         trusted_origins=settings.trusted_document_origins,
     )
-    build_consumer(runtime, fetcher, store)
+    build_consumer(runtime, fetcher, store, archival_agency=settings.archival_agency_identifier)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The fetcher opens first and closes last: the consumer uses it until it stops.
         await fetcher.open()
+        # The SEDA schemas take a few tenths of a second to compile: before the first
+        # request or deposit rather than during it.
+        await load_schemas()
         try:
             async with runtime.lifespan(app):
                 yield
@@ -49,7 +53,7 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
         settings,
         title="Kanol archive",
         description="The regional electronic archive: archives, their objects and fingerprints.",
-        routers=[routes.router],
+        routers=[routes.router, transfers.router],
         lifespan=lifespan,
     )
     app.state.runtime = runtime

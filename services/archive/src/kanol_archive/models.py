@@ -28,6 +28,20 @@ class ArchiveBase(SQLModel):
     matiere: str | None = Field(default=None, max_length=32)
     date_decision: date | None = None
     deposited_at: datetime = Field(sa_type=DateTime(timezone=True))
+    source_kind: str | None = Field(
+        default=None, max_length=16, description="acte, pes_flow or transfer (SEDA API)"
+    )
+    pes_flow_id: str | None = Field(default=None, max_length=64)
+    originating_agency: str | None = Field(
+        default=None, max_length=64, description="OriginatingAgencyIdentifier of the transfer"
+    )
+    seda_version: str | None = Field(default=None, max_length=8, description="2.1 or 2.2")
+    message_identifier: str | None = Field(
+        default=None, max_length=255, description="MessageIdentifier of the ArchiveTransfer"
+    )
+    reply_identifier: str | None = Field(
+        default=None, max_length=255, description="MessageIdentifier of the ATR"
+    )
 
 
 class Archive(ArchiveBase, table=True):
@@ -39,9 +53,18 @@ class Archive(ArchiveBase, table=True):
         Index("ix_archive_siren_deposited", "siren", "deposited_at", "id"),
         Index("ix_archive_acte_id", "acte_id"),
         Index("ix_archive_identifiant_acte", "identifiant_acte"),
+        # One archive per source, whatever the event: an acte, a PES flow, or a transfer's
+        # MessageIdentifier within its organisation.
+        UniqueConstraint("source_key", name="uq_archive_source_key"),
     )
 
     id: uuid.UUID = Field(primary_key=True)
+    source_key: str | None = Field(
+        default=None, max_length=320, description="acte:<id>, pes_flow:<id>, transfer:<siren>:<id>"
+    )
+    # The SEDA manifest and the ATR, in the object store by their SHA-256.
+    manifest_sha256: str | None = Field(default=None, max_length=64)
+    reply_sha256: str | None = Field(default=None, max_length=64)
 
 
 class ArchiveObjectBase(SQLModel):

@@ -31,5 +31,16 @@ class ArchiveSettings(CommonSettings):
     # A claim check announcing more than this is refused rather than held in memory.
     max_document_bytes: int = Field(default=200 * MIB, gt=0)
 
+    # SEDA transfers: the archive's identifier as ArchivalAgency, and what a package may be.
+    archival_agency_identifier: str = "KANOL-SAE"
+    transfer_max_bytes: int = Field(default=2 * 1024 * MIB, gt=0)
+    transfer_max_files: int = Field(default=10_000, gt=0)
+    transfer_max_unpacked_bytes: int = Field(default=4 * 1024 * MIB, gt=0)
+    transfer_max_compression_ratio: int = Field(default=100, gt=1)
+
     def objects_dir(self) -> Path:
         return self.data_dir / "archive" / "objects"
+
+    def spool_dir(self) -> Path:
+        """Where received packages wait on disk while they are checked."""
+        return self.data_dir / "archive" / "spool"

@@ -12,7 +12,11 @@ TOPIC = "archive.events"
 
 
 class ArchiveDeposited(EventData):
-    """Documents were deposited in the regional archive, each stored with its SHA-512."""
+    """Documents were deposited in the regional archive, each stored with its SHA-512.
+
+    Since the SEDA transfers, every deposit also has its ``ArchiveTransfer`` manifest and
+    its ``ArchiveTransferReply`` (ATR, the proof of deposit), downloadable at the URLs given.
+    """
 
     event_type = "fr.kanol.archive.archive.deposited.v1"
     topic = TOPIC
@@ -26,3 +30,33 @@ class ArchiveDeposited(EventData):
     object_count: int = Field(ge=0)
     total_size: int = Field(ge=0)
     deposited_at: datetime
+    source_kind: str | None = Field(
+        default=None, description="What was deposited: acte, pes_flow or transfer (SEDA API)"
+    )
+    pes_flow_id: str | None = None
+    seda_version: str | None = Field(default=None, description="2.1 or 2.2")
+    message_identifier: str | None = Field(
+        default=None, description="MessageIdentifier of the SEDA ArchiveTransfer"
+    )
+    reply_identifier: str | None = Field(
+        default=None, description="MessageIdentifier of the ArchiveTransferReply (ATR)"
+    )
+    manifest_url: str | None = Field(default=None, description="Path of the manifest on archive")
+    reply_url: str | None = Field(default=None, description="Path of the ATR on archive")
+
+
+class TransferRejected(EventData):
+    """A SEDA transfer was refused: the ATR KO lists every reason; nothing was kept."""
+
+    event_type = "fr.kanol.archive.transfer.rejected.v1"
+    topic = TOPIC
+
+    siren: str = Field(pattern=r"^[0-9]{9}$", description="The organisation that sent it")
+    client_id: str = Field(description="The API client that sent it")
+    message_identifier: str | None = Field(
+        default=None, description="MessageIdentifier of the transfer, when it could be read"
+    )
+    reply_identifier: str = Field(description="MessageIdentifier of the ATR KO")
+    seda_version: str | None = None
+    reasons: tuple[str, ...] = Field(description="Every reason, as the ATR's KO events say it")
+    rejected_at: datetime

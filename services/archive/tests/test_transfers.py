@@ -1,0 +1,331 @@
+"""POST /v1/transfers: SEDA packages from the authorities' software, on PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlmodel import func, select
+
+from kanol_archive.models import Archive
+from kanol_archive.seda.schema import SedaVersion, parse, validation_errors
+from kanol_archive.settings import ArchiveSettings
+from kanol_common.envelope import decode, header_map
+from kanol_common.events.archive import ArchiveDeposited, TransferRejected
+from kanol_common.runtime import ServiceRuntime
+from kanol_common.testing.auth import TokenFactory
+from kanol_common.testing.delivery import read_topic, wait_until
+
+from .conftest import OTHER_SIREN, SIREN, bearer, object_path
+from .seda_samples import description, manifest, with_digest, zip_package
+
+pytestmark = pytest.mark.usefixtures("archive_app")
+
+SCOPES = "archive:write archive:read"
+
+
+def _files() -> dict[str, bytes]:
+    marker = uuid.uuid4().hex
+    return {
+        "content/deliberation.pdf": f"%PDF-1.7 délibération {marker}".encode() * 40,
+        "content/annexe.pdf": f"%PDF-1.7 annexe {marker}".encode() * 40,
+    }
+
+
+def _message_id() -> str:
+    return f"MSG-{uuid.uuid4().hex[:12]}"
+
+
+def _reply(response: httpx.Response) -> tuple[str, list[tuple[str, str, str]], SedaVersion]:
+    """The ATR's ReplyCode and its events (type code, outcome, message), checked valid."""
+    assert response.headers["content-type"].startswith("application/xml")
+    root, version = parse(response.content)
+    assert validation_errors(root, version) == ()
+    ns = {"s": version.namespace}
+    events = [
+        (
+            event.findtext("s:EventTypeCode", namespaces=ns) or "",
+            event.findtext("s:Outcome", namespaces=ns) or "",
+            event.findtext("s:OutcomeDetailMessage", namespaces=ns) or "",
+        )
+        for event in root.iterfind("s:Operation/s:Event", ns)
+    ]
+    return root.findtext("s:ReplyCode", namespaces=ns) or "", events, version
+
+
+async def _post_zip(
+    api: httpx.AsyncClient, tokens: TokenFactory, body: bytes, siren: str = SIREN
+) -> httpx.Response:
+    return await api.post(
+        "/v1/transfers",
+        content=body,
+        headers={**bearer(tokens, siren, SCOPES), "Content-Type": "application/zip"},
+    )
+
+
+async def _count_archives(app: FastAPI) -> int:
+    runtime: ServiceRuntime = app.state.runtime
+    async with runtime.database.session() as session:
+        return int((await session.exec(select(func.count()).select_from(Archive))).one())
+
+
+async def _archive_events(settings: ArchiveSettings) -> list[object]:
+    records = await read_topic(
+        settings.kafka_bootstrap,
+        f"{settings.kafka_topic_prefix}archive.events",
+        count=1_000,
+        wait_seconds=3,
+    )
+    return [decode(header_map(record.headers), record.value).data for record in records]
+
+
+@pytest.mark.parametrize("version", list(SedaVersion))
+async def test_a_zip_package_is_archived_and_answered_with_an_atr_ok(
+    api: httpx.AsyncClient,
+    tokens: TokenFactory,
+    archive_settings: ArchiveSettings,
+    version: SedaVersion,
+) -> None:
+    files = _files()
+    message_id = _message_id()
+    sent_manifest = manifest(
+        description(files, siren=SIREN, message_identifier=message_id), version
+    )
+
+    response = await _post_zip(api, tokens, zip_package(sent_manifest, files))
+
+    assert response.status_code == 201, response.text
+    code, events, reply_version = _reply(response)
+    assert code == "OK"
+    assert reply_version is version
+    assert {outcome for _, outcome, _ in events} == {"OK"}
+    assert {"CHECK_DIGEST", "CHECK_AGENCIES", "STORAGE_AVAILABILITY_CHECK"} <= {
+        type_code for type_code, _, _ in events
+    }
+    location = response.headers["location"]
+    archive_id = location.rsplit("/", 1)[-1]
+
+    read = bearer(tokens, SIREN)
+    detail = (await api.get(location, headers=read)).json()
+    assert detail["source_kind"] == "transfer"
+    assert detail["message_identifier"] == message_id
+    assert detail["seda_version"] == version.value
+    assert sorted(item["filename"] for item in detail["objects"]) == [
+        "annexe.pdf",
+        "deliberation.pdf",
+    ]
+    for item in detail["objects"]:
+        content = files[f"content/{item['filename']}"]
+        assert item["sha512"] == hashlib.sha512(content).hexdigest()
+        assert object_path(archive_settings, item["sha256"]).read_bytes() == content
+
+    stored_manifest = await api.get(f"/v1/archives/{archive_id}/manifest", headers=read)
+    assert stored_manifest.content == sent_manifest
+    stored_reply = await api.get(f"/v1/archives/{archive_id}/reply", headers=read)
+    assert stored_reply.content == response.content
+    by_message = await api.get(f"/v1/transfers/{message_id}/reply", headers=read)
+    assert by_message.content == response.content
+
+    async def announced() -> bool:
+        return any(
+            isinstance(event, ArchiveDeposited) and event.archive_id == archive_id
+            for event in await _archive_events(archive_settings)
+        )
+
+    await wait_until(announced, wait_seconds=20, what="ArchiveDeposited of the transfer")
+    deposited = next(
+        event
+        for event in await _archive_events(archive_settings)
+        if isinstance(event, ArchiveDeposited) and event.archive_id == archive_id
+    )
+    assert deposited.message_identifier == message_id
+    assert deposited.reply_url == f"/v1/archives/{archive_id}/reply"
+    assert deposited.source_kind == "transfer"
+
+
+async def test_a_multipart_transfer_is_archived(
+    api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    files = _files()
+    sent = manifest(description(files, siren=SIREN, message_identifier=_message_id()))
+    parts = [("manifest", ("manifest.xml", sent, "application/xml"))] + [
+        ("file", (path, content, "application/pdf")) for path, content in files.items()
+    ]
+
+    response = await api.post("/v1/transfers", files=parts, headers=bearer(tokens, SIREN, SCOPES))
+
+    assert response.status_code == 201, response.text
+    assert _reply(response)[0] == "OK"
+
+
+async def test_the_same_transfer_twice_makes_one_archive_and_the_same_atr(
+    archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    files = _files()
+    message_id = _message_id()
+    body = zip_package(
+        manifest(description(files, siren=SIREN, message_identifier=message_id)), files
+    )
+
+    first = await _post_zip(api, tokens, body)
+    archives = await _count_archives(archive_app)
+    second = await _post_zip(api, tokens, body)
+
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert second.content == first.content
+    assert second.headers["location"] == first.headers["location"]
+    assert await _count_archives(archive_app) == archives
+
+    other = manifest(description(_files(), siren=SIREN, message_identifier=message_id))
+    reused = await _post_zip(api, tokens, zip_package(other, _files()))
+    assert reused.status_code == 409
+    assert reused.json()["type"].endswith("/message-identifier-reused")
+
+
+async def test_a_fingerprint_mismatch_is_refused_with_every_reason_and_nothing_kept(
+    archive_app: FastAPI,
+    api: httpx.AsyncClient,
+    tokens: TokenFactory,
+    archive_settings: ArchiveSettings,
+) -> None:
+    files = _files()
+    message_id = _message_id()
+    described = with_digest(
+        description(files, siren=SIREN, message_identifier=message_id), 0, "0" * 128
+    )
+    sent = dict(files)
+    sent["content/extra.pdf"] = b"%PDF not announced"
+    archives = await _count_archives(archive_app)
+
+    response = await _post_zip(api, tokens, zip_package(manifest(described), sent))
+
+    assert response.status_code == 422
+    code, events, _ = _reply(response)
+    assert code == "KO"
+    failures = [(type_code, message) for type_code, outcome, message in events if outcome == "KO"]
+    assert [type_code for type_code, _ in failures] == [
+        "CHECK_MANIFEST_OBJECTNUMBER",
+        "CHECK_DIGEST",
+    ]
+    assert "content/extra.pdf" in failures[0][1]
+    assert "content/deliberation.pdf" in failures[1][1]
+    assert await _count_archives(archive_app) == archives
+    for content in files.values():
+        assert not object_path(archive_settings, hashlib.sha256(content).hexdigest()).exists()
+
+    async def announced() -> bool:
+        return any(
+            isinstance(event, TransferRejected) and event.message_identifier == message_id
+            for event in await _archive_events(archive_settings)
+        )
+
+    await wait_until(announced, wait_seconds=20, what="TransferRejected")
+    rejected = next(
+        event
+        for event in await _archive_events(archive_settings)
+        if isinstance(event, TransferRejected) and event.message_identifier == message_id
+    )
+    assert rejected.siren == SIREN
+    assert len(rejected.reasons) == 2
+    read = bearer(tokens, SIREN)
+    assert (await api.get(f"/v1/transfers/{message_id}/reply", headers=read)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("agency", "reason"),
+    [
+        # Rennes Métropole: a real organisation, but not the caller.
+        ("243500139", "is not the caller's organisation"),
+        # Nine digits that fail the SIREN checksum: no organisation has them.
+        (OTHER_SIREN, "is not a known organisation's SIREN"),
+    ],
+)
+async def test_a_transfer_for_another_or_an_unknown_organisation_is_refused(
+    api: httpx.AsyncClient, tokens: TokenFactory, agency: str, reason: str
+) -> None:
+    files = _files()
+    sent = manifest(description(files, siren=agency, message_identifier=_message_id()))
+
+    response = await _post_zip(api, tokens, zip_package(sent, files))
+
+    assert response.status_code == 422
+    _, events, _ = _reply(response)
+    failures = [message for type_code, outcome, message in events if outcome == "KO"]
+    assert any(m.startswith("TransferringAgency") and reason in m for m in failures), failures
+    assert any(m.startswith("OriginatingAgencyIdentifier") and reason in m for m in failures)
+
+
+async def test_another_organisation_cannot_read_the_seda_documents(
+    api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    files = _files()
+    message_id = _message_id()
+    body = zip_package(
+        manifest(description(files, siren=SIREN, message_identifier=message_id)), files
+    )
+    location = (await _post_zip(api, tokens, body)).headers["location"]
+    stranger = bearer(tokens, OTHER_SIREN)
+
+    for path in (f"{location}/manifest", f"{location}/reply", f"/v1/transfers/{message_id}/reply"):
+        response = await api.get(path, headers=stranger)
+        assert response.status_code == 404, path
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"PK\x03\x04 not really a zip", "not a usable ZIP"),
+        (zip_package(b"<x/>", {"../../etc/cron.d/evil": b"* * * * * root sh"}), "leaves"),
+        (zip_package(b"<x/>", {"content/zeros.bin": b"\0" * (3 * 1024 * 1024)}), "ratio"),
+        (zip_package(None, {"content/a.pdf": b"a"}), "manifest.xml"),
+        (zip_package(b"<ArchiveTransfer xmlns='urn:x'/>", {}), "namespace"),
+    ],
+)
+async def test_a_hostile_or_broken_package_gets_an_atr_ko(
+    archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory, body: bytes, reason: str
+) -> None:
+    archives = await _count_archives(archive_app)
+
+    response = await _post_zip(api, tokens, body)
+
+    assert response.status_code == 422
+    code, events, _ = _reply(response)
+    assert code == "KO"
+    assert any(reason in message for _, outcome, message in events if outcome == "KO"), events
+    assert await _count_archives(archive_app) == archives
+
+
+async def test_an_oversize_transfer_is_cut_off_with_413(
+    archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    settings: ArchiveSettings = archive_app.state.settings
+    limit = settings.transfer_max_bytes
+    settings.transfer_max_bytes = 1024
+    try:
+        response = await _post_zip(api, tokens, b"x" * 4096)
+    finally:
+        settings.transfer_max_bytes = limit
+
+    assert response.status_code == 413
+    assert response.json()["type"].endswith("/transfer-too-large")
+
+
+async def test_an_unsupported_body_or_a_missing_scope_is_refused(
+    api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    text = await api.post(
+        "/v1/transfers",
+        content=b"hello",
+        headers={**bearer(tokens, SIREN, SCOPES), "Content-Type": "text/plain"},
+    )
+    reader_only = await api.post(
+        "/v1/transfers",
+        content=b"PK",
+        headers={**bearer(tokens, SIREN, "archive:read"), "Content-Type": "application/zip"},
+    )
+
+    assert text.status_code == 415
+    assert reader_only.status_code == 403
