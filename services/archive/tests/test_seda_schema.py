@@ -28,7 +28,7 @@ from kanol_archive.seda.schema import (
     validation_errors,
 )
 from kanol_common.events import DocumentRef
-from kanol_common.events.actes import ActeAcknowledged
+from kanol_common.events.actes import ActeAcknowledged, AnnexeInfo
 from kanol_common.events.pes import PesFlowAcknowledged
 
 from .seda_samples import description, manifest
@@ -132,10 +132,13 @@ def test_an_acte_becomes_a_valid_transfer_with_its_metadata() -> None:
         date_reception=date(2024, 3, 13),
         acknowledged_at=datetime(2024, 3, 13, 9, 0, tzinfo=UTC),
         documents=(_ref("acte"),),
+        departement="035",
+        type_piece="99_DE",
+        annexes=(AnnexeInfo(position=1, type_piece="41_NC", role="annexe_1", filename="a.pdf"),),
     )
     objects = [
-        DepositedObject("acte", "budget.pdf", "application/pdf", 10, "a" * 128),
-        DepositedObject("annexe", "annexe 1.pdf", "application/pdf", 20, "b" * 128),
+        DepositedObject("acte_tamponne", "budget.pdf", "application/pdf", 10, "a" * 128),
+        DepositedObject("annexe_1", "annexe 1.pdf", "application/pdf", 20, "b" * 128),
         DepositedObject("ar_acte", "ar.xml", "application/xml", 30, "c" * 128),
     ]
     parties = Parties("KANOL-1", datetime(2024, 3, 13, tzinfo=UTC), "KANOL-SAE", SIREN)
@@ -157,7 +160,18 @@ def test_an_acte_becomes_a_valid_transfer_with_its_metadata() -> None:
         ("SHA-512", "b" * 128),
         ("SHA-512", "c" * 128),
     ]
-    assert len(root.findall(".//s:ArchiveUnit/s:ArchiveUnit", ns)) == 3
+    documents = root.findall(".//s:ArchiveUnit/s:ArchiveUnit", ns)
+    assert [unit.findtext("s:Content/s:DocumentType", namespaces=ns) for unit in documents] == [
+        "Acte tamponné par l'accusé de réception",
+        "Annexe 1",
+        "Accusé de réception de la préfecture (ARActe, 1-2)",
+    ]
+    assert [unit.findtext("s:Content/k:TypePiece", namespaces=ns) for unit in documents] == [
+        "99_DE",
+        "41_NC",
+        None,
+    ]
+    assert root.findtext(".//k:Departement", namespaces=ns) == "035"
 
 
 def test_a_pes_flow_becomes_a_valid_transfer_destroyed_after_its_term() -> None:

@@ -329,3 +329,35 @@ async def test_an_unsupported_body_or_a_missing_scope_is_refused(
 
     assert text.status_code == 415
     assert reader_only.status_code == 403
+
+
+async def test_an_idempotency_key_replays_the_first_answer(
+    archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    files = _files()
+    body = zip_package(
+        manifest(description(files, siren=SIREN, message_identifier=_message_id())), files
+    )
+    headers = {
+        **bearer(tokens, SIREN, SCOPES),
+        "Content-Type": "application/zip",
+        "Idempotency-Key": str(uuid.uuid4()),
+    }
+
+    first = await api.post("/v1/transfers", content=body, headers=headers)
+    archives = await _count_archives(archive_app)
+    again = await api.post("/v1/transfers", content=body, headers=headers)
+    other_files = _files()
+    other = zip_package(
+        manifest(description(other_files, siren=SIREN, message_identifier=_message_id())),
+        other_files,
+    )
+    reused = await api.post("/v1/transfers", content=other, headers=headers)
+
+    assert first.status_code == 201
+    assert (again.status_code, again.content) == (201, first.content)
+    assert again.headers["idempotency-replayed"] == "true"
+    assert again.headers["location"] == first.headers["location"]
+    assert await _count_archives(archive_app) == archives
+    assert reused.status_code == 422
+    assert reused.json()["type"].endswith("/idempotency-key-reused")

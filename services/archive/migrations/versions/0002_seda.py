@@ -1,4 +1,4 @@
-"""SEDA transfers: each archive's source key, manifest and ATR.
+"""SEDA transfers: each archive's source key, manifest and ATR; Idempotency-Key records.
 
 Revision ID: 0002_seda
 Revises: 0001
@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+from kanol_common.idempotency import create_idempotency_table, drop_idempotency_table
 
 revision: str = "0002_seda"
 down_revision: str | None = "0001"
@@ -47,8 +49,12 @@ def upgrade() -> None:
     with op.batch_alter_table("archive") as batch:
         batch.create_unique_constraint("uq_archive_source_key", ["source_key"])
 
+    # POST /v1/transfers honours Idempotency-Key; this branch alone creates the table.
+    create_idempotency_table()
+
 
 def downgrade() -> None:
+    drop_idempotency_table()
     with op.batch_alter_table("archive") as batch:
         batch.drop_constraint("uq_archive_source_key", type_="unique")
         for name, _ in reversed(_COLUMNS):

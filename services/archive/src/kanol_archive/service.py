@@ -25,7 +25,7 @@ from kanol_archive.seda.deposits import (
     acte_transfer,
     pes_transfer,
 )
-from kanol_archive.seda.journal import DepositJournal, LogLineJournal
+from kanol_archive.seda.journal import DEPOSITED, DepositJournal, LogLineJournal
 from kanol_archive.seda.manifest import TransferDescription, manifest_bytes
 from kanol_archive.seda.reply import (
     CHECK_DIGEST,
@@ -279,7 +279,7 @@ class ArchiveService:
         # written at deposit yet; the rules only live in the manifest until it is.
         await self.journal.record(
             self.repository.session,
-            operation="archive.deposited",
+            operation=DEPOSITED,
             outcome="OK",
             tenant=archive.siren,
             archive_id=str(archive.id),
@@ -366,12 +366,12 @@ class ArchiveService:
             raise SedaDocumentNotFound(f"Archive {archive_id} was deposited before SEDA.")
         return await self.store.get(sha256)
 
-    async def transfer_reply(self, siren: str, message_identifier: str) -> bytes:
-        """The ATR of the organisation's transfer with this MessageIdentifier."""
+    async def transfer_reply(self, siren: str, message_identifier: str) -> tuple[uuid.UUID, bytes]:
+        """The archive and ATR of the organisation's transfer with this MessageIdentifier."""
         archive = await self.deposits.find_by_source_key(transfer_key(siren, message_identifier))
         if archive is None or archive.reply_sha256 is None:
             raise SedaDocumentNotFound(f"No accepted transfer {message_identifier}.")
-        return await self.store.get(archive.reply_sha256)
+        return archive.id, await self.store.get(archive.reply_sha256)
 
     async def open_object(
         self, archive_id: uuid.UUID, siren: str, sha256: str

@@ -15,7 +15,8 @@ import tempfile
 import uuid
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, Final
@@ -31,7 +32,12 @@ from starlette.types import Message
 from kanol_archive.models import Archive, ArchiveObject
 from kanol_archive.repository import ArchiveRepository
 from kanol_archive.seda.ingest import ExpectedAgencies, IngestReport, check_transfer
-from kanol_archive.seda.journal import DepositJournal, LogLineJournal
+from kanol_archive.seda.journal import (
+    SEDA_DOCUMENT_DOWNLOADED,
+    TRANSFER_REFUSED,
+    DepositJournal,
+    LogLineJournal,
+)
 from kanol_archive.seda.package import (
     MANIFEST_NAME,
     Package,
@@ -55,6 +61,7 @@ from kanol_archive.seda.reply import (
     reply_bytes,
 )
 from kanol_archive.seda.repository import transfer_key
+from kanol_archive.seda.rules import RuleSource
 from kanol_archive.seda.schema import MAX_MANIFEST_BYTES, SedaVersion
 from kanol_archive.service import ArchiveService, SedaDocumentNotFound, new_id
 from kanol_archive.settings import ArchiveSettings
@@ -62,7 +69,16 @@ from kanol_common import outbox
 from kanol_common.auth import Caller, require_scopes
 from kanol_common.errors import Conflict, PayloadTooLarge, UnsupportedMediaType
 from kanol_common.events.archive import TransferRejected
+from kanol_common.idempotency import (
+    IdempotencyKey,
+    commit_or_replay,
+    remember,
+    replay,
+    request_fingerprint,
+    scope_of,
+)
 from kanol_common.logging import get_logger
+from kanol_common.organisations import require_subscription
 from kanol_common.runtime import DatabaseSession
 from kanol_common.storage import LocalObjectStore
 
@@ -114,7 +130,9 @@ class TransferService:
         session: AsyncSession,
         store: LocalObjectStore,
         settings: ArchiveSettings,
+        *,
         journal: DepositJournal | None = None,
+        rules: RuleSource | None = None,
     ) -> None:
         self.session = session
         self.store = store
@@ -124,6 +142,7 @@ class TransferService:
             ArchiveRepository(session),
             store,
             archival_agency=settings.archival_agency_identifier,
+            rules=rules,
             journal=self.journal,
         )
 
@@ -195,16 +214,16 @@ class TransferService:
         reply_xml = reply_bytes(reply, version)
         await self.journal.record(
             self.session,
-            operation="transfer.rejected",
+            operation=TRANSFER_REFUSED,
             outcome="KO",
             tenant=caller.siren,
             archive_id=None,
             detail={
-                "client_id": caller.client_id,
                 "message_identifier": request_identifier,
                 "reply_identifier": reply.message_identifier,
                 "reasons": reply.reasons,
             },
+            actor=caller.client_id,
         )
         outbox.publish(
             self.session,
@@ -329,8 +348,10 @@ def _check_announced_length(request: Request, max_bytes: int) -> None:
         raise TransferTooLarge(f"The transfer is larger than the {max_bytes} bytes accepted.")
 
 
-async def _spool_body(request: Request, target: Path, max_bytes: int) -> None:
+async def _spool_body(request: Request, target: Path, max_bytes: int) -> str:
+    """Write the body to ``target`` chunk by chunk; its SHA-256, hex."""
     received = 0
+    digest = hashlib.sha256()
     async with await anyio.open_file(target, "wb") as file:
         async for chunk in request.stream():
             received += len(chunk)
@@ -338,7 +359,9 @@ async def _spool_body(request: Request, target: Path, max_bytes: int) -> None:
                 raise TransferTooLarge(
                     f"The transfer is larger than the {max_bytes} bytes accepted."
                 )
+            digest.update(chunk)
             await file.write(chunk)
+    return digest.hexdigest()
 
 
 def _limited_request(request: Request, max_bytes: int) -> Request:
@@ -395,13 +418,30 @@ async def _multipart_package(form: Mapping[str, Any], uploads: list[tuple[str, A
     return Package(manifest=manifest, files=files, container="multipart")
 
 
+def _journal(request: Request) -> DepositJournal | None:
+    # The logbook, when the app has one; the log-line journal otherwise.
+    journal: DepositJournal | None = getattr(request.app.state, "logbook", None)
+    return journal
+
+
+def _rules(request: Request) -> RuleSource | None:
+    rules: RuleSource | None = getattr(request.app.state, "retention_rules", None)
+    return rules
+
+
 def _service(request: Request, session: DatabaseSession) -> TransferService:
     state = request.app.state
-    journal: DepositJournal | None = getattr(state, "deposit_journal", None)
-    return TransferService(session, state.object_store, state.settings, journal)
+    return TransferService(
+        session,
+        state.object_store,
+        state.settings,
+        journal=_journal(request),
+        rules=_rules(request),
+    )
 
 
-Submitter = Annotated[Caller, Depends(require_scopes(WRITE_SCOPE))]
+# A transfer needs the organisation's subscription to archive (or its EPCI's): 403 otherwise.
+Submitter = Annotated[Caller, Depends(require_subscription("archive", WRITE_SCOPE))]
 Reader = Annotated[Caller, Depends(require_scopes(READ_SCOPE))]
 Transfers = Annotated[TransferService, Depends(_service)]
 
@@ -427,7 +467,12 @@ _ATR_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
         "the `ArchiveTransferReply`: 201 OK, or 422 KO with one event per reason."
     ),
 )
-async def submit_transfer(request: Request, caller: Submitter, transfers: Transfers) -> Response:
+async def submit_transfer(
+    request: Request,
+    caller: Submitter,
+    transfers: Transfers,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     settings: ArchiveSettings = request.app.state.settings
     media_type = _media_type(request)
     if media_type not in ZIP_MEDIA_TYPES and media_type != MULTIPART_MEDIA_TYPE:
@@ -438,60 +483,81 @@ async def submit_transfer(request: Request, caller: Submitter, transfers: Transf
 
     spool_dir = settings.spool_dir()
     spool_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory(dir=spool_dir, prefix="transfer-") as spool:
-            outcome = await _receive_and_ingest(request, caller, transfers, Path(spool))
-    except TransferTooLarge:
-        await transfers.journal.record(
-            transfers.session,
-            operation="transfer.rejected",
-            outcome="KO",
-            tenant=caller.siren,
-            archive_id=None,
-            detail={"client_id": caller.client_id, "reasons": ["transfer too large"]},
-        )
-        await transfers.session.commit()
-        raise
-    await transfers.session.commit()
+    session = transfers.session
+    scope = scope_of(caller.siren, caller.client_id)
+    async with AsyncExitStack() as stack:
+        spool = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spool_dir)))
+        try:
+            received = await _receive(request, settings, spool, stack)
+        except TransferTooLarge:
+            await transfers.journal.record(
+                session,
+                operation=TRANSFER_REFUSED,
+                outcome="KO",
+                tenant=caller.siren,
+                archive_id=None,
+                detail={"reasons": [f"larger than {settings.transfer_max_bytes} bytes"]},
+                actor=caller.client_id,
+            )
+            await session.commit()
+            raise
+
+        replayed = await replay(session, scope, idempotency_key, received.fingerprint)
+        if replayed is not None:
+            return replayed
+        if received.package is None:
+            outcome = await _refuse_container(transfers, caller, received.refusals)
+        else:
+            outcome = await transfers.ingest(received.package, caller)
 
     headers = {"Location": f"/v1/archives/{outcome.archive_id}"} if outcome.archive_id else None
-    return Response(
+    response = Response(
         outcome.reply, status_code=outcome.status, media_type=XML_MEDIA_TYPE, headers=headers
     )
+    remember(session, scope, idempotency_key, received.fingerprint, response)
+    return await commit_or_replay(session, scope, idempotency_key, received.fingerprint, response)
 
 
-async def _receive_and_ingest(
-    request: Request, caller: Caller, transfers: TransferService, spool: Path
-) -> TransferOutcome:
-    settings = transfers.settings
+@dataclass
+class _Received:
+    """The body, spooled: a package to check, or why its container cannot be read."""
+
+    fingerprint: str
+    package: Package | None = None
+    refusals: list[str] = field(default_factory=list)
+
+
+async def _receive(
+    request: Request, settings: ArchiveSettings, spool: Path, stack: AsyncExitStack
+) -> _Received:
+    """Spool the body and open it as a package; what is opened closes with ``stack``."""
     limits = _limits(settings)
     if _media_type(request) == MULTIPART_MEDIA_TYPE:
         limited = _limited_request(request, settings.transfer_max_bytes)
-        async with limited.form(
-            max_files=limits.max_files + 1,
-            max_fields=limits.max_files + 1,
-            max_part_size=MULTIPART_ALLOWANCE,
-        ) as form:
-            try:
-                package = await _multipart_package(form, list(form.multi_items()))
-            except PackageRefused as exc:
-                return await _refuse_container(transfers, caller, exc.reasons)
-            return await transfers.ingest(package, caller)
+        form = await stack.enter_async_context(
+            limited.form(
+                max_files=limits.max_files + 1,
+                max_fields=limits.max_files + 1,
+                max_part_size=MULTIPART_ALLOWANCE,
+            )
+        )
+        try:
+            package = await _multipart_package(form, list(form.multi_items()))
+        except PackageRefused as exc:
+            return _Received(request_fingerprint(*exc.reasons), refusals=exc.reasons)
+        # The boundary changes with every send: the same content is the same request.
+        parts = [f"{path}:{item.size}" for path, item in sorted(package.files.items())]
+        return _Received(request_fingerprint(package.manifest, *parts), package=package)
 
     body = spool / "package.zip"
-    await _spool_body(request, body, settings.transfer_max_bytes)
+    fingerprint = await _spool_body(request, body, settings.transfer_max_bytes)
     try:
-        archive = zipfile.ZipFile(body)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
-        return await _refuse_container(transfers, caller, [f"the body is not a usable ZIP: {exc}"])
-    with archive:
-        try:
-            package = open_zip(archive, limits)
-        except PackageRefused as exc:
-            return await _refuse_container(transfers, caller, exc.reasons)
-        except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError) as exc:
-            return await _refuse_container(transfers, caller, [f"the ZIP cannot be read: {exc}"])
-        return await transfers.ingest(package, caller)
+        archive = stack.enter_context(zipfile.ZipFile(body))
+        return _Received(fingerprint, package=open_zip(archive, limits))
+    except PackageRefused as exc:
+        return _Received(fingerprint, refusals=exc.reasons)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError) as exc:
+        return _Received(fingerprint, refusals=[f"the body is not a usable ZIP: {exc}"])
 
 
 async def _refuse_container(
@@ -516,6 +582,8 @@ def _archives(request: Request, session: DatabaseSession) -> ArchiveService:
         ArchiveRepository(session),
         request.app.state.object_store,
         archival_agency=settings.archival_agency_identifier,
+        rules=_rules(request),
+        journal=_journal(request),
     )
 
 
@@ -532,6 +600,7 @@ _XML_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {200: {"content": {XML_M
 )
 async def get_manifest(archive_id: uuid.UUID, caller: Reader, archives: Archives) -> Response:
     content = await archives.seda_document(archive_id, caller.siren, "manifest")
+    await _downloaded(archives, caller, archive_id, "manifest")
     return _xml(content, f"{archive_id}-manifest.xml")
 
 
@@ -543,6 +612,7 @@ async def get_manifest(archive_id: uuid.UUID, caller: Reader, archives: Archives
 )
 async def get_reply(archive_id: uuid.UUID, caller: Reader, archives: Archives) -> Response:
     content = await archives.seda_document(archive_id, caller.siren, "reply")
+    await _downloaded(archives, caller, archive_id, "reply")
     return _xml(content, f"{archive_id}-atr.xml")
 
 
@@ -555,8 +625,26 @@ async def get_reply(archive_id: uuid.UUID, caller: Reader, archives: Archives) -
 async def get_transfer_reply(
     message_identifier: MessageIdentifier, caller: Reader, archives: Archives
 ) -> Response:
-    content = await archives.transfer_reply(caller.siren, message_identifier)
+    archive_id, content = await archives.transfer_reply(caller.siren, message_identifier)
+    await _downloaded(archives, caller, archive_id, "reply")
     return _xml(content, "atr.xml")
+
+
+async def _downloaded(
+    archives: ArchiveService, caller: Caller, archive_id: uuid.UUID, which: str
+) -> None:
+    # Who read which proof of deposit is part of the archive's record, committed with it.
+    session = archives.repository.session
+    await archives.journal.record(
+        session,
+        operation=SEDA_DOCUMENT_DOWNLOADED,
+        outcome="OK",
+        tenant=caller.siren,
+        archive_id=str(archive_id),
+        detail={"which": which},
+        actor=caller.client_id,
+    )
+    await session.commit()
 
 
 def _xml(content: bytes, filename: str) -> Response:

@@ -7,9 +7,9 @@ the stamped PDF. A PES flow is one unit holding the flow and its acknowledgement
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from urllib.parse import quote
 
 from kanol_archive.seda.manifest import (
@@ -26,14 +26,24 @@ from kanol_common.events.actes import ActeAcknowledged
 from kanol_common.events.pes import PesFlowAcknowledged
 
 ROLE_TITLES = {
-    "acte": "Acte",
+    "acte": "Acte transmis",
     "annexe": "Annexe",
-    "ar_acte": "Accusé de réception de la préfecture (ARActe)",
-    "enveloppe": "Enveloppe de transmission",
-    "acte_tamponne": "Acte tamponné",
+    "enveloppe": "Enveloppe de transmission (EnveloppeCLMISILL)",
+    "message": "Message de transmission de l'acte (1-1)",
+    "archive_transmission": "Archive de transmission à la préfecture",
+    "ar_acte": "Accusé de réception de la préfecture (ARActe, 1-2)",
+    "acte_tamponne": "Acte tamponné par l'accusé de réception",
     "pes_aller": "Flux PES_Aller",
     "pes_acquit": "Acquittement du comptable (PES_ACQUIT)",
 }
+
+
+def role_title(role: str) -> str:
+    """What a document is, in words: ``annexe_2`` is "Annexe 2"."""
+    prefix, _, number = role.partition("_")
+    if prefix == "annexe" and number.isdigit():
+        return f"Annexe {number}"
+    return ROLE_TITLES.get(role, role)
 
 
 @dataclass(frozen=True)
@@ -81,16 +91,8 @@ def acte_transfer(
         ),
         start_date=acte.date_decision,
         end_date=acte.date_reception,
-        custom=(
-            CustomMetadata("IdentifiantActe", acte.identifiant_acte),
-            CustomMetadata("NumeroInterne", acte.numero_interne),
-            CustomMetadata("Nature", str(acte.nature)),
-            CustomMetadata("NatureCode", ACTE_NATURE_CODES.get(acte.nature, "AU")),
-            CustomMetadata("Matiere", acte.matiere),
-            CustomMetadata("Objet", acte.objet),
-            CustomMetadata("DateReception", acte.date_reception.isoformat()),
-        ),
-        children=_document_units(objects),
+        custom=_acte_metadata(acte),
+        children=_document_units(objects, _piece_types(acte)),
     )
     start = acte.date_reception
     return _transfer(
@@ -147,13 +149,52 @@ def object_id(position: int) -> str:
     return f"BDO{position + 1}"
 
 
-def _document_units(objects: Sequence[DepositedObject]) -> tuple[ArchiveUnitDescription, ...]:
+def _acte_metadata(acte: ActeAcknowledged) -> tuple[CustomMetadata, ...]:
+    fields: list[tuple[str, str | None]] = [
+        ("IdentifiantActe", acte.identifiant_acte),
+        ("NumeroInterne", acte.numero_interne),
+        ("Nature", str(acte.nature)),
+        ("NatureCode", ACTE_NATURE_CODES.get(acte.nature, "AU")),
+        ("Matiere", acte.matiere),
+        ("Objet", acte.objet),
+        ("DateDecision", acte.date_decision.isoformat()),
+        ("DateReception", acte.date_reception.isoformat()),
+        ("Departement", acte.departement),
+        ("TypePiece", acte.type_piece),
+        ("ClassificationDate", _iso(acte.classification_date)),
+        ("DateTransmission", _iso(acte.transmitted_at)),
+    ]
+    return tuple(CustomMetadata(name, value) for name, value in fields if value)
+
+
+def _piece_types(acte: ActeAcknowledged) -> dict[str, str]:
+    """The CodeTypePJ of each document that has one, by the role of its DocumentRef."""
+    types = {annexe.role: annexe.type_piece for annexe in acte.annexes}
+    if acte.type_piece:
+        types["acte"] = acte.type_piece
+        types["acte_tamponne"] = acte.type_piece
+    return types
+
+
+def _iso(moment: date | datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _document_units(
+    objects: Sequence[DepositedObject], piece_types: Mapping[str, str] | None = None
+) -> tuple[ArchiveUnitDescription, ...]:
+    piece_types = piece_types or {}
     return tuple(
         ArchiveUnitDescription(
             id=f"AU_DOC{position + 1}",
-            title=f"{ROLE_TITLES.get(item.role, item.role)} : {item.filename}",
+            title=f"{role_title(item.role)} : {item.filename}",
             level="Item",
-            document_type=ROLE_TITLES.get(item.role, item.role),
+            document_type=role_title(item.role),
+            custom=tuple(
+                CustomMetadata(name, value)
+                for name, value in (("Role", item.role), ("TypePiece", piece_types.get(item.role)))
+                if value
+            ),
             object_ids=(object_id(position),),
         )
         for position, item in enumerate(objects)

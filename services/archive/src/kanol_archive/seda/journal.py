@@ -8,13 +8,18 @@ commits with the deposit, or with nothing but itself for a refusal.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Final, Protocol
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_common.logging import get_logger
 
 log = get_logger(__name__)
+
+# The operations the ingest writes, named as the logbook names them.
+DEPOSITED: Final = "archive.deposited"
+TRANSFER_REFUSED: Final = "transfer.refused"
+SEDA_DOCUMENT_DOWNLOADED: Final = "seda_document.downloaded"
 
 
 class DepositJournal(Protocol):
@@ -27,6 +32,7 @@ class DepositJournal(Protocol):
         tenant: str,
         archive_id: str | None,
         detail: Mapping[str, object],
+        actor: str | None = None,
     ) -> None: ...
 
 
@@ -47,6 +53,7 @@ class LogLineJournal:
         tenant: str,
         archive_id: str | None,
         detail: Mapping[str, object],
+        actor: str | None = None,
     ) -> None:
         log.info(
             "archive.logbook",
@@ -54,5 +61,6 @@ class LogLineJournal:
             outcome=outcome,
             tenant=tenant,
             archive_id=archive_id,
+            actor=actor,
             **dict(detail),
         )
