@@ -23,6 +23,7 @@ from kanol_actes_pes.testing import make_pdf
 from kanol_actes_pes.transmitter import Receiver, Transmitter
 from kanol_common.testing.auth import TokenFactory
 from kanol_common.testing.delivery import count_rows
+from kanol_common.testing.organisations import seed_organisation
 
 SIREN = "213502388"
 OTHER_SIREN = "200023414"
@@ -165,12 +166,19 @@ def actes_settings(
     return ActesPesSettings(**values)
 
 
+async def seed_test_organisations(app: FastAPI) -> None:
+    """The organisations tests submit for, subscribed to every service (identity's projection)."""
+    for siren in (SIREN, OTHER_SIREN):
+        await seed_organisation(app.state.runtime.database, siren)
+
+
 async def running_actes(
     settings: ActesPesSettings, tokens: TokenFactory, simulator: Simulator
 ) -> AsyncIterator[Actes]:
     app = create_app(settings, gateway=simulator.gateway)
     app.state.token_verifier = tokens.verifier()
     async with app.router.lifespan_context(app):
+        await seed_test_organisations(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
             yield Actes(app, settings, http, tokens, simulator)

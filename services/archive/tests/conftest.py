@@ -22,6 +22,7 @@ from kanol_common.events.actes import ActeAcknowledged
 from kanol_common.runtime import ServiceRuntime
 from kanol_common.testing.auth import TokenFactory
 from kanol_common.testing.delivery import produce_raw
+from kanol_common.testing.organisations import seed_organisation
 
 from .document_server import DocumentServer, running_document_server
 
@@ -82,6 +83,9 @@ async def archive_app(
     app.state.token_verifier = tokens.verifier()
     async with app.router.lifespan_context(app):
         runtime: ServiceRuntime = app.state.runtime
+        # The organisations tests work for, subscribed to every service (identity's projection).
+        for siren in (SIREN, OTHER_SIREN):
+            await seed_organisation(runtime.database, siren)
         await runtime.wait_assigned()
         yield app
 

@@ -17,6 +17,7 @@ from kanol_actes_pes.settings import ActesPesSettings
 from kanol_actes_pes.transmitter import Receiver, Transmitter
 from kanol_common.http import create_app as create_service_app
 from kanol_common.logging import get_logger
+from kanol_common.organisations import build_organisation_consumer
 from kanol_common.runtime import ServiceRuntime
 from kanol_common.storage import LocalObjectStore
 
@@ -34,6 +35,8 @@ def create_app(
     """The service; ``gateway`` defaults to the HTTP client of ``settings.prefecture_url``."""
     settings = settings or ActesPesSettings()
     runtime = runtime or ServiceRuntime(settings, MIGRATIONS_DIR)
+    # identity's organisations and subscriptions, for require_subscription on the routes.
+    build_organisation_consumer(runtime)
     store = LocalObjectStore(settings.objects_dir())
     owned_gateway: HttpPrefectureGateway | None = None
     if gateway is None:

@@ -19,6 +19,7 @@ from kanol_actes_pes.transmitter import Transmitter
 from kanol_actes_pes.upload import check_pdf, read_acte_upload
 from kanol_common.auth import Caller, require_scopes
 from kanol_common.errors import Forbidden
+from kanol_common.organisations import require_subscription
 from kanol_common.runtime import DatabaseSession
 from kanol_common.storage import CHUNK_SIZE, LocalObjectStore
 
@@ -43,7 +44,8 @@ def get_context(request: Request) -> ActesContext:
 
 SessionDep = DatabaseSession
 ContextDep = Annotated[ActesContext, Depends(get_context)]
-Writer = Annotated[Caller, Depends(require_scopes(SCOPE_WRITE))]
+# Submitting needs the organisation's subscription to actes (or its EPCI's): 403 otherwise.
+Writer = Annotated[Caller, Depends(require_subscription("actes", SCOPE_WRITE))]
 Reader = Annotated[Caller, Depends(require_scopes(SCOPE_READ))]
 AnyCaller = Annotated[Caller, Depends(require_scopes())]
 

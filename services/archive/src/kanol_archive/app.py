@@ -15,6 +15,7 @@ from kanol_archive.seda.schema import load_schemas
 from kanol_archive.settings import ArchiveSettings
 from kanol_common.auth import ServiceTokenProvider
 from kanol_common.http import create_app as create_service_app
+from kanol_common.organisations import build_organisation_consumer
 from kanol_common.runtime import ServiceRuntime
 from kanol_common.storage import LocalObjectStore
 
@@ -35,6 +36,8 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
         trusted_origins=settings.trusted_document_origins,
     )
     build_consumer(runtime, fetcher, store, archival_agency=settings.archival_agency_identifier)
+    # identity's organisations and subscriptions, for require_subscription on the routes.
+    build_organisation_consumer(runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
