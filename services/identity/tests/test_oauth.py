@@ -179,10 +179,15 @@ class TestPublishedKeys:
         assert body["issuer"] == BASE_URL
         assert body["token_endpoint"] == f"{BASE_URL}/oauth/token"
         assert body["jwks_uri"] == f"{BASE_URL}/.well-known/jwks.json"
-        assert body["grant_types_supported"] == ["client_credentials"]
+        assert body["grant_types_supported"] == [
+            "client_credentials",
+            "authorization_code",
+            "refresh_token",
+        ]
         assert set(body["token_endpoint_auth_methods_supported"]) == {
             "client_secret_basic",
             "client_secret_post",
+            "private_key_jwt",
         }
         assert "actes:write" in body["scopes_supported"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,9 +11,16 @@ from fastapi import FastAPI
 
 from kanol_common.http import create_app as create_service_app
 from kanol_common.runtime import ServiceRuntime
-from kanol_identity import oauth, routes
+from kanol_identity import login, routes
+from kanol_identity.oauth.router import router as oauth_router
 from kanol_identity.settings import IdentitySettings
-from kanol_identity.signing import LocalKeysVerifier, SigningKeys, ensure_signing_key
+from kanol_identity.signing import (
+    LocalKeysVerifier,
+    SigningKeys,
+    ensure_signing_key,
+    rotate_by_age,
+)
+from kanol_identity.throttle import Throttle
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -26,17 +34,26 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime.lifespan(app):
             await ensure_signing_key(runtime.database, settings)
-            yield
+            rotation = None
+            if settings.signing_key_max_age_seconds > 0:
+                rotation = asyncio.create_task(rotate_by_age(runtime.database, settings))
+            try:
+                yield
+            finally:
+                if rotation is not None:
+                    rotation.cancel()
+                    await asyncio.gather(rotation, return_exceptions=True)
 
     app = create_service_app(
         settings,
         title="Kanol identity",
         description="Organisations, API clients and the OAuth 2.0 authorisation server.",
-        routers=[oauth.router, routes.router],
+        routers=[oauth_router, login.router, routes.router],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.state.signing_keys = signing_keys
+    app.state.throttle = Throttle(runtime.database, settings)
     # The admin API checks tokens against identity's own keys, without a call to itself.
     app.state.token_verifier = LocalKeysVerifier(runtime.database, signing_keys)
     return app

@@ -1,16 +1,18 @@
-"""The keys that sign access tokens: created on first start, rotated on demand, published.
+"""The keys that sign tokens: created on first start, rotated on demand or by age, published.
 
-Rotation makes a new key current at once and retires the others; a retired key stays in
-the JWKS for ``retired_key_grace_seconds`` so the tokens it signed keep verifying until
-they expire. Verifiers that meet the new ``kid`` refresh their copy of the JWKS.
+Rotation makes a new key current at once and retires the others. A retired key stays in
+the JWKS until the last token it signed has expired (the longest token lifetime plus the
+verifiers' leeway, and at least ``retired_key_grace_seconds``), then it is deleted with
+its private part. Verifiers that meet the new ``kid`` refresh their copy of the JWKS.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from joserfc.jwk import KeySet, KeySetSerialization, RSAKey
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_common.auth import KeySetVerifier
@@ -21,6 +23,9 @@ from kanol_identity.repository import SigningKeyRepository
 from kanol_identity.settings import IdentitySettings
 
 ALGORITHM = "RS256"
+# Verifiers accept a token this long after its expiry (kanol_common.auth's leeway), plus
+# the JWKS cache's own age: a retired key stays published that much longer.
+VERIFIER_MARGIN_SECONDS = 120
 
 log = get_logger(__name__)
 
@@ -47,7 +52,7 @@ class SigningKeys:
         return self._parse(row)
 
     async def public_key_set(self, session: AsyncSession) -> KeySetSerialization:
-        cutoff = utcnow() - timedelta(seconds=self.settings.retired_key_grace_seconds)
+        cutoff = utcnow() - timedelta(seconds=published_after_retirement(self.settings))
         rows = await SigningKeyRepository(session).published(retired_after=cutoff)
         keys = [self._parse(row).as_dict(private=False, alg=row.algorithm) for row in rows]
         return {"keys": keys}
@@ -88,8 +93,14 @@ async def ensure_signing_key(database: Database, settings: IdentitySettings) -> 
         log.info("signing_key.created", kid=row.kid)
 
 
+def published_after_retirement(settings: IdentitySettings) -> int:
+    """Seconds a retired key stays in the JWKS: until every token it signed has expired."""
+    longest = max(settings.access_token_lifetime_seconds, settings.id_token_lifetime_seconds)
+    return max(settings.retired_key_grace_seconds, longest + VERIFIER_MARGIN_SECONDS)
+
+
 async def rotate(session: AsyncSession, settings: IdentitySettings) -> SigningKey:
-    """Make a new key current and retire the others; the caller commits."""
+    """Make a new key current, retire the others, delete the long retired; caller commits."""
     repository = SigningKeyRepository(session)
     previous = await repository.active()
     row = await create_signing_key(session, settings)
@@ -98,8 +109,65 @@ async def rotate(session: AsyncSession, settings: IdentitySettings) -> SigningKe
     for old in previous:
         old.retired_at = now
         repository.add(old)
-    log.info("signing_key.rotated", kid=row.kid, retired=[old.kid for old in previous])
+    deleted = await delete_expired_keys(session, settings)
+    log.info(
+        "signing_key.rotated",
+        kid=row.kid,
+        retired=[old.kid for old in previous],
+        deleted=deleted,
+    )
     return row
+
+
+async def delete_expired_keys(session: AsyncSession, settings: IdentitySettings) -> list[str]:
+    """Delete the keys retired long enough that no token they signed can still verify."""
+    cutoff = utcnow() - timedelta(seconds=published_after_retirement(settings))
+    result = await session.exec(
+        select(SigningKey).where(
+            col(SigningKey.retired_at).is_not(None), col(SigningKey.retired_at) <= cutoff
+        )
+    )
+    expired = list(result.all())
+    for key in expired:
+        await session.delete(key)
+    return [key.kid for key in expired]
+
+
+async def rotate_if_old(database: Database, settings: IdentitySettings) -> SigningKey | None:
+    """Rotate when the current key is older than ``signing_key_max_age_seconds`` (0: never).
+
+    Two replicas deciding at the same moment each make a key; both stay published and the
+    newest signs, so the race costs one spare key, not a failed verification.
+    """
+    max_age = settings.signing_key_max_age_seconds
+    if max_age <= 0:
+        return None
+
+    async with database.session() as session:
+        current = await SigningKeyRepository(session).current()
+        if current is not None and utcnow() - _aware(current.created_at) < timedelta(
+            seconds=max_age
+        ):
+            return None
+        row = await rotate(session, settings)
+        await session.commit()
+    return row
+
+
+async def rotate_by_age(database: Database, settings: IdentitySettings) -> None:
+    """The background task of automatic rotation: look every few minutes, for ever."""
+    period = max(1.0, min(300.0, settings.signing_key_max_age_seconds / 10))
+    while True:
+        try:
+            await rotate_if_old(database, settings)
+        except Exception:  # a failed look is logged and tried again later
+            log.exception("signing_key.rotation_failed")
+        await asyncio.sleep(period)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite gives naive datetimes back; they were stored in UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class LocalKeysVerifier(KeySetVerifier):
