@@ -16,8 +16,13 @@ import pytest
 from fastapi import FastAPI
 
 from kanol_actes_pes.app import create_app
+from kanol_actes_pes.pes.helios.http_client import HttpHeliosGateway
+from kanol_actes_pes.pes.testing import TestPki, reshape_flow
+from kanol_actes_pes.pes.transmitter import AcquitReceiver, PesTransmitter, RetourFetcher
 from kanol_actes_pes.prefecture.http_client import HttpPrefectureGateway
 from kanol_actes_pes.settings import ActesPesSettings
+from kanol_actes_pes.simulators.helios.app import HeliosConfig, HeliosSimulator
+from kanol_actes_pes.simulators.helios.app import create_simulator_app as create_helios_app
 from kanol_actes_pes.simulators.prefecture.app import SimulatorConfig, create_simulator_app
 from kanol_actes_pes.testing import make_pdf
 from kanol_actes_pes.transmitter import Receiver, Transmitter
@@ -196,3 +201,132 @@ async def actes(
     settings = actes_settings(postgres_database("actes"), kafka_bootstrap, tmp_path / "data")
     async for running in running_actes(settings, tokens, simulator):
         yield running
+
+
+# -- PES V2 (helper D): the Hélios simulator in-process and a service set for PES flows --
+
+PES_SIREN = "755800646"  # the SIREN of the IdColl of the sample flow in data/pes
+PES_SAMPLE = DATA / "pes" / "PESALR2_25060187900027_190328_001.xml"
+HELIOS_URL = "http://helios.test"
+
+
+@dataclass
+class Helios:
+    app: FastAPI
+    http: httpx.AsyncClient
+    gateway: HttpHeliosGateway
+
+    @property
+    def simulator(self) -> HeliosSimulator:
+        simulator: HeliosSimulator = self.app.state.simulator
+        return simulator
+
+
+@pytest.fixture
+async def helios() -> AsyncIterator[Helios]:
+    app = create_helios_app(HeliosConfig(seed=1))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=HELIOS_URL) as http:
+        yield Helios(app=app, http=http, gateway=HttpHeliosGateway(http, timeout=10.0))
+
+
+@pytest.fixture(scope="session")
+def pki() -> TestPki:
+    return TestPki.create()
+
+
+@dataclass
+class Pes:
+    """actes-pes with the Hélios simulator, driven by hand (no background tasks)."""
+
+    app: FastAPI
+    settings: ActesPesSettings
+    http: httpx.AsyncClient
+    tokens: TokenFactory
+    helios: Helios
+    pki: TestPki
+    numbers: list[int] = field(default_factory=list)
+
+    @property
+    def transmitter(self) -> PesTransmitter:
+        transmitter: PesTransmitter = self.app.state.pes.transmitter
+        return transmitter
+
+    @property
+    def acquits(self) -> AcquitReceiver:
+        receiver: AcquitReceiver = self.app.state.pes_acquits
+        return receiver
+
+    @property
+    def retours(self) -> RetourFetcher:
+        fetcher: RetourFetcher = self.app.state.pes_retours
+        return fetcher
+
+    def headers(self, siren: str = PES_SIREN, scopes: str = "pes:write pes:read") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens.issue(siren, scopes)}"}
+
+    def flow(self, **changes: Any) -> bytes:
+        """The sample flow, renamed and renumbered (never a duplicate), signed by the test PKI."""
+        number = len(self.numbers) + 1 + uuid.uuid4().int % 100_000
+        self.numbers.append(number)
+        values: dict[str, Any] = {"nom_fic": f"PESALR2_T{number}", "number": number}
+        values["pki"] = self.pki
+        values.update(changes)
+        return reshape_flow(PES_SAMPLE.read_bytes(), **values)
+
+    async def post(
+        self,
+        content: bytes,
+        *,
+        content_type: str = "application/xml",
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        sent = dict(headers if headers is not None else self.headers())
+        sent["Content-Type"] = content_type
+        return await self.http.post("/v1/pes/flows", content=content, headers=sent)
+
+    async def counts(self) -> dict[str, int]:
+        database = self.app.state.runtime.database
+        objects = self.settings.objects_dir()
+        return {
+            "pes_flow": await count_rows(database, "pes_flow"),
+            "pes_document": await count_rows(database, "pes_document"),
+            "pes_state_change": await count_rows(database, "pes_state_change"),
+            "outbox": await count_rows(database, "kanol_outbox"),
+            "objects": sum(1 for path in objects.rglob("*") if path.is_file()),
+        }
+
+    async def get(self, flow_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/v1/pes/flows/{flow_id}", headers=self.headers())
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+@pytest.fixture
+async def pes(
+    postgres_database: Callable[[str], str],
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    tokens: TokenFactory,
+    simulator: Simulator,
+    helios: Helios,
+    pki: TestPki,
+) -> AsyncIterator[Pes]:
+    anchors = tmp_path / "pes-anchors.pem"
+    anchors.write_bytes(pki.ca_pem())
+    settings = actes_settings(
+        postgres_database("pes"),
+        kafka_bootstrap,
+        tmp_path / "data",
+        helios_url=HELIOS_URL,
+        pes_trust_anchors_file=anchors,
+        helios_poll_wait_seconds=0.0,
+    )
+    app = create_app(settings, gateway=simulator.gateway, helios=helios.gateway)
+    app.state.token_verifier = tokens.verifier()
+    async with app.router.lifespan_context(app):
+        await seed_test_organisations(app)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+            yield Pes(app, settings, http, tokens, helios, pki)

@@ -11,6 +11,11 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from kanol_actes_pes import routes
+from kanol_actes_pes.pes import routes as pes_routes
+from kanol_actes_pes.pes.helios.http_client import HttpHeliosGateway
+from kanol_actes_pes.pes.helios.port import HeliosGateway
+from kanol_actes_pes.pes.signature import TrustAnchors
+from kanol_actes_pes.pes.transmitter import AcquitReceiver, PesTransmitter, RetourFetcher
 from kanol_actes_pes.prefecture.http_client import HttpPrefectureGateway
 from kanol_actes_pes.prefecture.port import PrefectureGateway
 from kanol_actes_pes.settings import ActesPesSettings
@@ -31,6 +36,7 @@ def create_app(
     *,
     gateway: PrefectureGateway | None = None,
     runtime: ServiceRuntime | None = None,
+    helios: HeliosGateway | None = None,
 ) -> FastAPI:
     """The service; ``gateway`` defaults to the HTTP client of ``settings.prefecture_url``."""
     settings = settings or ActesPesSettings()
@@ -45,6 +51,15 @@ def create_app(
         )
         gateway = owned_gateway
     transmitter = Transmitter(runtime.database, store, settings, gateway)
+    owned_helios: HttpHeliosGateway | None = None
+    if helios is None:
+        owned_helios = HttpHeliosGateway.for_url(
+            settings.helios_url, timeout=settings.helios_timeout_seconds
+        )
+        helios = owned_helios
+    pes_transmitter = PesTransmitter(runtime.database, store, settings, helios)
+    acquit_receiver = AcquitReceiver(runtime.database, store, settings, helios)
+    retour_fetcher = RetourFetcher(runtime.database, store, settings, helios)
     receiver = Receiver(runtime.database, store, settings, gateway)
 
     @asynccontextmanager
@@ -56,6 +71,9 @@ def create_app(
             if settings.background_tasks:
                 tasks.append(asyncio.create_task(transmitter.run(), name="actes-transmitter"))
                 tasks.append(asyncio.create_task(receiver.run(), name="actes-receiver"))
+                tasks.append(asyncio.create_task(pes_transmitter.run(), name="pes-transmitter"))
+                tasks.append(asyncio.create_task(acquit_receiver.run(), name="pes-acquits"))
+                tasks.append(asyncio.create_task(retour_fetcher.run(), name="pes-retours"))
             try:
                 yield
             finally:
@@ -65,15 +83,26 @@ def create_app(
                 if owned_gateway is not None:
                     with contextlib.suppress(Exception):
                         await owned_gateway.aclose()
+                if owned_helios is not None:
+                    with contextlib.suppress(Exception):
+                        await owned_helios.aclose()
 
     app = create_service_app(
         settings,
         title="Kanol actes-pes",
         description="Télétransmission of actes to the prefecture (@CTES).",
-        routers=[routes.router],
+        routers=[routes.router, pes_routes.router],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.state.actes = routes.ActesContext(settings=settings, store=store, transmitter=transmitter)
     app.state.receiver = receiver
+    app.state.pes = pes_routes.PesContext(
+        settings=settings,
+        store=store,
+        anchors=TrustAnchors.from_file(settings.pes_trust_anchors_file),
+        transmitter=pes_transmitter,
+    )
+    app.state.pes_acquits = acquit_receiver
+    app.state.pes_retours = retour_fetcher
     return app

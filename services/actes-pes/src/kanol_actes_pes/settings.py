@@ -56,5 +56,21 @@ class ActesPesSettings(CommonSettings):
     # Off in unit tests that drive the transmitter and the receiver by hand.
     background_tasks: bool = True
 
+    # -- PES V2 (kanol_actes_pes.pes) --
+    # Hélios's gateway; the Hélios simulator listens there in development and tests.
+    helios_url: str = "http://127.0.0.1:8091"
+    helios_timeout_seconds: float = 30.0
+    # How long one long poll for acknowledgements waits at the gateway.
+    helios_poll_wait_seconds: float = 20.0
+    # How often the PES_Retour files are fetched.
+    pes_retour_poll_seconds: float = Field(default=60.0, gt=0)
+    pes_max_upload_bytes: int = Field(default=100 * MIB, gt=0)
+    # PEM file of the certification authorities whose signers are trusted. Without it the
+    # signatures are verified but their chain is not, and flows say signer_trusted false.
+    pes_trust_anchors_file: Path | None = None
+    # Hélios takes unsigned flows (the signature can be made by other means for some
+    # types): by default they are accepted and flagged (signed false); false refuses them.
+    pes_accept_unsigned: bool = True
+
     def objects_dir(self) -> Path:
         return self.data_dir / "actes-pes" / "objects"

@@ -1,0 +1,1 @@
+"""A simulated Hélios (DGFiP) gateway for PES V2 flows: not the real thing."""
