@@ -23,6 +23,7 @@ KANOL_KAFKA_CONTROLLER_PORT=9093
 KANOL_IDENTITY_URL=http://127.0.0.1:8001
 KANOL_TOKEN_ISSUER=http://127.0.0.1:8001
 KANOL_PREFECTURE_URL=http://127.0.0.1:8090
+KANOL_HELIOS_URL=http://127.0.0.1:8091
 KANOL_PUBLIC_URL=http://127.0.0.1:8002
 KANOL_TRUSTED_DOCUMENT_ORIGINS='["http://127.0.0.1:8002"]'
 KANOL_ARCHIVE_CLIENT_ID=archive-service
@@ -80,6 +81,7 @@ up() {
   echo $! > "$pid_file"
 
   wait_ready prefecture http://127.0.0.1:8090/livez
+  wait_ready helios http://127.0.0.1:8091/livez
   wait_ready identity http://127.0.0.1:8001/readyz
   wait_ready actes-pes http://127.0.0.1:8002/readyz
   wait_ready archive http://127.0.0.1:8003/readyz
@@ -91,6 +93,7 @@ Kanol is up (logs: make logs; stop: make down).
   actes-pes       http://127.0.0.1:8002   /v1/actes            API docs: /docs
   archive         http://127.0.0.1:8003   /v1/archives         API docs: /docs
   prefecture      http://127.0.0.1:8090   simulator of the prefecture's @CTES gateway
+  helios          http://127.0.0.1:8091   simulator of Hélios (PES V2 flows: /v1/pes/flows)
   kafka           127.0.0.1:9092          topics identity.events, actes.events, archive.events
   data            $KANOL_DATA_DIR (SQLite files and documents)
 Demo client: $KANOL_DEMO_CLIENT_ID / $KANOL_DEMO_CLIENT_SECRET (SIREN $KANOL_DEMO_SIREN)
