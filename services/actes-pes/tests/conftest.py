@@ -166,6 +166,8 @@ def actes_settings(
         "transmit_poll_seconds": 0.2,
         "prefecture_poll_wait_seconds": 0.5,
         "background_tasks": False,
+        # Tests that want the 7-1 at start ask for it; others keep actes.events to actes.
+        "classification_request_at_start": False,
     }
     values.update(overrides)
     return ActesPesSettings(**values)
@@ -173,7 +175,7 @@ def actes_settings(
 
 async def seed_test_organisations(app: FastAPI) -> None:
     """The organisations tests submit for, subscribed to every service (identity's projection)."""
-    for siren in (SIREN, OTHER_SIREN):
+    for siren in (SIREN, OTHER_SIREN, PES_SIREN):
         await seed_organisation(app.state.runtime.database, siren)
 
 

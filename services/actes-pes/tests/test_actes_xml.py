@@ -141,7 +141,7 @@ def test_the_prefecture_replies_are_read() -> None:
     assert "classification" in anomalie.detail
     assert anomalie.acte.numero_interne == "123456"
 
-    with pytest.raises(ActesXmlError, match="not handled"):
+    with pytest.raises(ActesXmlError, match="not one the prefecture sends"):
         actes_xml.read_return_message(
             (DATA / "EACT--SPREF0441-214400152-20181012-9.xml").read_bytes()
         )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
 
 from kanol_actes_pes.models import Acte
 from kanol_actes_pes.prefecture.port import TransmissionArchive, TransmissionReceipt
@@ -76,7 +78,18 @@ async def test_submit_transmit_acknowledge(
     acte = await actes.acte(created["id"])
     assert acte["transmitted_at"] and acte["acknowledged_at"] and acte["date_reception"]
     roles = {document["role"]: document for document in acte["documents"]}
-    assert set(roles) == {"acte", "enveloppe", "message", "archive_transmission", "ar_acte"}
+    assert set(roles) == {
+        "acte",
+        "enveloppe",
+        "message",
+        "archive_transmission",
+        "ar_acte",
+        "acte_tamponne",
+    }
+    stamped = await actes.http.get(roles["acte_tamponne"]["uri"], headers=actes.headers())
+    first_page = PdfReader(io.BytesIO(stamped.content)).pages[0].extract_text()
+    assert acte["identifiant_acte"] in first_page
+    assert "Reçu en préfecture le" in first_page
     assert roles["ar_acte"]["filename"].startswith(f"{acte['identifiant_acte']}-1-2_")
     history = await actes.http.get(f"/v1/actes/{created['id']}/history", headers=actes.headers())
     assert [change["state"] for change in history.json()["items"]] == [
@@ -109,7 +122,16 @@ async def test_submit_transmit_acknowledge(
     assert acknowledgement.identifiant_acte == acte["identifiant_acte"]
     assert acknowledgement.date_reception.isoformat() == acte["date_reception"]
     refs = {ref.role: ref for ref in acknowledgement.documents}
-    assert set(refs) == {"acte", "enveloppe", "message", "ar_acte"}
+    assert set(refs) == {
+        "acte",
+        "enveloppe",
+        "message",
+        "archive_transmission",
+        "ar_acte",
+        "acte_tamponne",
+    }
+    assert acknowledgement.classification_date is not None
+    assert acknowledgement.type_piece == "99_DE"
     assert refs["acte"].sha256 == hashlib.sha256(pdf).hexdigest()
     # The claim check works: a service fetches each document by its URI and checks it.
     service = actes.headers(siren="200023414", scopes="documents:read")

@@ -69,12 +69,15 @@ class ActeState(StrEnum):
     TRANSMISSION_FAILED = "transmission_failed"
     ACKNOWLEDGED = "acknowledged"
     REFUSED = "refused"
+    CANCELLATION_REQUESTED = "cancellation_requested"
+    CANCELLED = "cancelled"
 
 
 # Every move the lifecycle allows; anything else is a bug and raises.
 ALLOWED_TRANSITIONS: dict[ActeState, frozenset[ActeState]] = {
     ActeState.POSTED: frozenset({ActeState.WAITING_FOR_TRANSMISSION}),
-    ActeState.WAITING_FOR_TRANSMISSION: frozenset({ActeState.TRANSMITTING}),
+    # Cancelled before it left: nothing reached the prefecture, no 6-1 is needed.
+    ActeState.WAITING_FOR_TRANSMISSION: frozenset({ActeState.TRANSMITTING, ActeState.CANCELLED}),
     ActeState.TRANSMITTING: frozenset(
         {
             ActeState.TRANSMITTED,
@@ -83,11 +86,22 @@ ALLOWED_TRANSITIONS: dict[ActeState, frozenset[ActeState]] = {
             ActeState.WAITING_FOR_TRANSMISSION,
         }
     ),
-    ActeState.TRANSMISSION_FAILED: frozenset({ActeState.WAITING_FOR_TRANSMISSION}),
+    ActeState.TRANSMISSION_FAILED: frozenset(
+        {ActeState.WAITING_FOR_TRANSMISSION, ActeState.CANCELLED}
+    ),
     ActeState.TRANSMITTED: frozenset({ActeState.ACKNOWLEDGED, ActeState.REFUSED}),
-    ActeState.ACKNOWLEDGED: frozenset(),
+    # The authority cancels an acknowledged acte with a 6-1; the 6-2 settles it.
+    ActeState.ACKNOWLEDGED: frozenset({ActeState.CANCELLATION_REQUESTED}),
     ActeState.REFUSED: frozenset(),
+    ActeState.CANCELLATION_REQUESTED: frozenset({ActeState.CANCELLED}),
+    ActeState.CANCELLED: frozenset(),
 }
+
+# States from which the authority may cancel, and whether it takes a 6-1 to the prefecture.
+CANCELLABLE_LOCALLY = frozenset({ActeState.WAITING_FOR_TRANSMISSION, ActeState.TRANSMISSION_FAILED})
+CANCELLABLE_AT_PREFECTURE = frozenset({ActeState.ACKNOWLEDGED})
+TYPE_PIECE_PATTERN = re.compile(r"^[0-9]{2}_[A-Z0-9]{2}$")
+MAX_ANNEXES = 20
 
 
 class IllegalTransition(Exception):

@@ -11,6 +11,9 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from kanol_actes_pes import routes
+from kanol_actes_pes.classification import ClassificationCache
+from kanol_actes_pes.messages import MessageSender, request_classifications
+from kanol_actes_pes.monitor import Monitor
 from kanol_actes_pes.pes import routes as pes_routes
 from kanol_actes_pes.pes.helios.http_client import HttpHeliosGateway
 from kanol_actes_pes.pes.helios.port import HeliosGateway
@@ -61,6 +64,10 @@ def create_app(
     acquit_receiver = AcquitReceiver(runtime.database, store, settings, helios)
     retour_fetcher = RetourFetcher(runtime.database, store, settings, helios)
     receiver = Receiver(runtime.database, store, settings, gateway)
+    sender = MessageSender(runtime.database, store, settings, gateway)
+    monitor = Monitor(runtime.database, settings)
+    classifications = ClassificationCache()
+    receiver.on_classification = classifications.forget
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +78,15 @@ def create_app(
             if settings.background_tasks:
                 tasks.append(asyncio.create_task(transmitter.run(), name="actes-transmitter"))
                 tasks.append(asyncio.create_task(receiver.run(), name="actes-receiver"))
+                tasks.append(asyncio.create_task(sender.run(), name="actes-messages"))
+                tasks.append(asyncio.create_task(monitor.run(), name="actes-monitor"))
+                if settings.classification_request_at_start:
+                    tasks.append(
+                        asyncio.create_task(
+                            request_classifications(runtime.database, settings, gateway),
+                            name="actes-classification-requests",
+                        )
+                    )
                 tasks.append(asyncio.create_task(pes_transmitter.run(), name="pes-transmitter"))
                 tasks.append(asyncio.create_task(acquit_receiver.run(), name="pes-acquits"))
                 tasks.append(asyncio.create_task(retour_fetcher.run(), name="pes-retours"))
@@ -91,12 +107,21 @@ def create_app(
         settings,
         title="Kanol actes-pes",
         description="Télétransmission of actes to the prefecture (@CTES).",
-        routers=[routes.router, pes_routes.router],
+        routers=[routes.router, routes.classifications, pes_routes.router],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.actes = routes.ActesContext(settings=settings, store=store, transmitter=transmitter)
+    app.state.actes = routes.ActesContext(
+        settings=settings,
+        store=store,
+        transmitter=transmitter,
+        sender=sender,
+        gateway=gateway,
+        classifications=classifications,
+    )
     app.state.receiver = receiver
+    app.state.actes_sender = sender
+    app.state.actes_monitor = monitor
     app.state.pes = pes_routes.PesContext(
         settings=settings,
         store=store,

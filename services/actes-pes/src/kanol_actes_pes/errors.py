@@ -91,3 +91,38 @@ class ActeNotFound(NotFound):
 class DocumentNotFound(NotFound):
     type_slug = "acte-document-not-found"
     title = "No such document"
+
+
+class MatiereUnknown(InvalidContent):
+    type_slug = "acte-matiere-unknown"
+    title = "Matière code not in the prefecture's current classification"
+
+
+class TypePieceInvalid(InvalidContent):
+    type_slug = "acte-type-piece-invalid"
+    title = "Piece type code not allowed for this nature of acte"
+
+
+class AnnexesMismatch(InvalidContent):
+    type_slug = "acte-annexes-mismatch"
+    title = "The annexes sent do not match the annexes described"
+
+
+class ActeNotCancellable(Conflict):
+    type_slug = "acte-not-cancellable"
+    title = "The acte cannot be cancelled in its current state"
+
+
+class MessageNotFound(NotFound):
+    type_slug = "acte-message-not-found"
+    title = "No such message"
+
+
+class AnswerNotAllowed(Conflict):
+    type_slug = "acte-answer-not-allowed"
+    title = "This message cannot take this answer"
+
+
+class AnswerInvalid(InvalidContent):
+    type_slug = "acte-answer-invalid"
+    title = "The answer cannot be read"

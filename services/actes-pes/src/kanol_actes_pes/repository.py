@@ -5,17 +5,28 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, inspect, update
+from sqlalchemy import Table, delete, func, inspect, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_actes_pes.acte import ActeState
-from kanol_actes_pes.models import Acte, ActeDocument, ActeStateChange, PrefectureCursor
+from kanol_actes_pes.models import (
+    Acte,
+    ActeDocument,
+    ActeMessage,
+    ActeStateChange,
+    MessageDirection,
+    MessageState,
+    PrefectureCursor,
+    StoredClassification,
+)
+from kanol_common.pagination import PageCursor, keyset_after
 
 
 async def get_acte(session: AsyncSession, acte_id: uuid.UUID) -> Acte | None:
@@ -30,7 +41,10 @@ async def get_acte_of(session: AsyncSession, acte_id: uuid.UUID, siren: str) -> 
     return acte
 
 
-def add(session: AsyncSession, *rows: Acte | ActeDocument | ActeStateChange) -> None:
+def add(
+    session: AsyncSession,
+    *rows: Acte | ActeDocument | ActeStateChange | ActeMessage | StoredClassification,
+) -> None:
     session.add_all(rows)
 
 
@@ -218,3 +232,210 @@ async def save_cursor(session: AsyncSession, name: str, cursor: str, now: dateti
         )
     )
     await session.exec(statement)
+
+
+# -- Listing ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActeFilters:
+    """What ``GET /v1/actes`` narrows the organisation's actes by."""
+
+    state: str | None = None
+    nature: int | None = None
+    numero_interne: str | None = None
+    objet: str | None = None
+    decided_from: date | None = None
+    decided_to: date | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    overdue: bool | None = None
+
+
+async def list_actes(
+    session: AsyncSession,
+    siren: str,
+    filters: ActeFilters,
+    after: PageCursor | None,
+    limit: int,
+) -> Sequence[Acte]:
+    """The organisation's actes, newest first, ``limit`` of them after the cursor."""
+    query = select(Acte).where(Acte.siren == siren)
+    if filters.state is not None:
+        query = query.where(Acte.state == filters.state)
+    if filters.nature is not None:
+        query = query.where(Acte.nature == filters.nature)
+    if filters.numero_interne is not None:
+        query = query.where(Acte.numero_interne == filters.numero_interne)
+    if filters.objet:
+        # Case-insensitive containment; the wildcards a caller types are taken literally.
+        literal = filters.objet.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(col(Acte.objet).ilike(f"%{literal}%", escape="\\"))
+    if filters.decided_from is not None:
+        query = query.where(col(Acte.date_decision) >= filters.decided_from)
+    if filters.decided_to is not None:
+        query = query.where(col(Acte.date_decision) <= filters.decided_to)
+    if filters.created_from is not None:
+        query = query.where(col(Acte.created_at) >= filters.created_from)
+    if filters.created_to is not None:
+        query = query.where(col(Acte.created_at) <= filters.created_to)
+    if filters.overdue is True:
+        query = query.where(
+            col(Acte.acknowledgement_overdue_at).is_not(None)
+            | col(Acte.transmission_stuck_at).is_not(None)
+        )
+    query = query.where(keyset_after(col(Acte.created_at), col(Acte.id), after))
+    query = query.order_by(col(Acte.created_at).desc(), col(Acte.id).desc()).limit(limit)
+    return (await session.exec(query)).all()
+
+
+# -- Messages after the dépôt -----------------------------------------------------------
+
+
+async def messages_of(session: AsyncSession, acte_id: uuid.UUID) -> Sequence[ActeMessage]:
+    query = select(ActeMessage).where(ActeMessage.acte_id == acte_id)
+    return (await session.exec(query.order_by(col(ActeMessage.number)))).all()
+
+
+async def get_message(
+    session: AsyncSession, acte_id: uuid.UUID, message_id: uuid.UUID
+) -> ActeMessage | None:
+    message = await session.get(ActeMessage, message_id, populate_existing=True)
+    if message is None or message.acte_id != acte_id:
+        return None
+    return message
+
+
+async def next_message_number(session: AsyncSession, acte_id: uuid.UUID) -> int:
+    query = select(func.max(ActeMessage.number)).where(ActeMessage.acte_id == acte_id)
+    current = (await session.exec(query)).first()
+    return int(current or 0) + 1
+
+
+async def outgoing_due(session: AsyncSession, now: datetime, limit: int) -> Sequence[ActeMessage]:
+    due = col(ActeMessage.next_attempt_at).is_(None) | (col(ActeMessage.next_attempt_at) <= now)
+    query = (
+        select(ActeMessage)
+        .where(
+            ActeMessage.direction == MessageDirection.TO_PREFECTURE.value,
+            ActeMessage.state == MessageState.PENDING.value,
+            due,
+        )
+        .order_by(col(ActeMessage.created_at))
+        .limit(limit)
+    )
+    return (await session.exec(query)).all()
+
+
+async def outgoing_awaiting(
+    session: AsyncSession, acte_id: uuid.UUID, codes: Iterable[str]
+) -> ActeMessage | None:
+    """The oldest answer of the acte among ``codes`` sent and not yet acknowledged."""
+    query = (
+        select(ActeMessage)
+        .where(
+            ActeMessage.acte_id == acte_id,
+            ActeMessage.direction == MessageDirection.TO_PREFECTURE.value,
+            ActeMessage.state == MessageState.SENT.value,
+            col(ActeMessage.code).in_(list(codes)),
+        )
+        .order_by(col(ActeMessage.number))
+    )
+    return (await session.exec(query.with_for_update())).first()
+
+
+# -- Classifications --------------------------------------------------------------------
+
+
+async def latest_classification(
+    session: AsyncSession, departement: str
+) -> StoredClassification | None:
+    query = (
+        select(StoredClassification)
+        .where(StoredClassification.departement == departement)
+        .order_by(col(StoredClassification.date_classification).desc())
+    )
+    return (await session.exec(query.limit(1))).first()
+
+
+async def classification_known(session: AsyncSession, departement: str, day: date) -> bool:
+    query = select(StoredClassification.id).where(
+        StoredClassification.departement == departement,
+        StoredClassification.date_classification == day,
+    )
+    return (await session.exec(query)).first() is not None
+
+
+async def departements_in_use(session: AsyncSession) -> Sequence[str]:
+    return (await session.exec(select(Acte.departement).distinct())).all()
+
+
+# -- Late actes and the hourly volume ---------------------------------------------------
+
+
+async def acknowledgement_overdue(
+    session: AsyncSession, transmitted_before: datetime, limit: int
+) -> Sequence[Acte]:
+    """Actes transmitted before the cutoff, still without an answer, not yet reported."""
+    query = (
+        select(Acte)
+        .where(
+            Acte.state == ActeState.TRANSMITTED.value,
+            col(Acte.transmitted_at) < transmitted_before,
+            col(Acte.acknowledgement_overdue_at).is_(None),
+        )
+        .order_by(col(Acte.transmitted_at))
+        .limit(limit)
+    )
+    return (await session.exec(query)).all()
+
+
+async def transmission_stuck(
+    session: AsyncSession, claimed_before: datetime, limit: int
+) -> Sequence[tuple[Acte, datetime]]:
+    """Actes ``transmitting`` since a claim older than the cutoff, not yet reported."""
+    claim = ActeStateChange
+    query = (
+        select(Acte, claim.changed_at)
+        .join(claim, col(claim.id) == col(Acte.transmission_number))
+        .where(
+            Acte.state == ActeState.TRANSMITTING.value,
+            col(claim.changed_at) < claimed_before,
+            col(Acte.transmission_stuck_at).is_(None),
+        )
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in (await session.exec(query)).all()]
+
+
+async def count_by(session: AsyncSession) -> dict[str, int]:
+    """Gauges: actes late for an acknowledgement, stuck transmitting, waiting to be sent."""
+    late = col(Acte.acknowledgement_overdue_at).is_not(None) & (
+        Acte.state == ActeState.TRANSMITTED.value
+    )
+    stuck = col(Acte.transmission_stuck_at).is_not(None) & (
+        Acte.state == ActeState.TRANSMITTING.value
+    )
+    waiting = Acte.state == ActeState.WAITING_FOR_TRANSMISSION.value
+    counts: dict[str, int] = {}
+    for name, condition in (("overdue", late), ("stuck", stuck), ("waiting", waiting)):
+        found = (await session.exec(select(func.count()).select_from(Acte).where(condition))).one()
+        counts[name] = int(found)
+    return counts
+
+
+async def sent_since(session: AsyncSession, since: datetime) -> int:
+    """Transmissions the gateway took since ``since``, or in flight now."""
+    recent = col(Acte.transmitted_at) >= since
+    in_flight = Acte.state == ActeState.TRANSMITTING.value
+    query = select(func.count()).select_from(Acte).where(recent | in_flight)
+    actes = int((await session.exec(query)).one())
+    messages_query = (
+        select(func.count())
+        .select_from(ActeMessage)
+        .where(
+            ActeMessage.direction == MessageDirection.TO_PREFECTURE.value,
+            col(ActeMessage.sent_at) >= since,
+        )
+    )
+    return actes + int((await session.exec(messages_query)).one())

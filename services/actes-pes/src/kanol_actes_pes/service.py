@@ -20,27 +20,32 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kanol_actes_pes import repository
+from kanol_actes_pes import classification, repository
 from kanol_actes_pes.acte import (
     DEPARTEMENT_PATTERN,
     MATIERE_PATTERN,
     NUMERO_INTERNE_PATTERN,
     OBJET_MAX_LENGTH,
+    TYPE_PIECE_PATTERN,
     ActeState,
     Nature,
     ensure_transition,
     identifiant_acte,
 )
+from kanol_actes_pes.classification import Classification, ClassificationCache
 from kanol_actes_pes.errors import (
+    AnnexesMismatch,
     DateDecisionInvalid,
     DepartementInvalid,
     MatiereInvalid,
+    MatiereUnknown,
     MetadataInvalid,
     NatureInvalid,
     NumeroInterneInvalid,
     NumeroInterneTaken,
     ObjetInvalid,
     OtherOrganisation,
+    TypePieceInvalid,
 )
 from kanol_actes_pes.models import (
     Acte,
@@ -50,6 +55,7 @@ from kanol_actes_pes.models import (
     ActeStateChange,
     DocumentPublic,
     DocumentRole,
+    annexe_role,
 )
 from kanol_actes_pes.prefecture.transmission import MEDIA_TYPE_PDF, document_filename
 from kanol_actes_pes.settings import ActesPesSettings
@@ -61,6 +67,7 @@ from kanol_common.events.actes import (
     ActeRefused,
     ActeSubmitted,
     ActeTransmitted,
+    AnnexeInfo,
 )
 from kanol_common.events.base import DocumentRef
 from kanol_common.logging import get_logger
@@ -139,7 +146,54 @@ def check_metadata(
         raise DepartementInvalid(
             f"departement {metadata.departement!r} is not an ACTES code such as 035, 02A, 974"
         )
+    for name, code in _types_piece(metadata):
+        if not TYPE_PIECE_PATTERN.fullmatch(code):
+            raise TypePieceInvalid(
+                f"{name}: type_piece {code!r} is not a piece type code such as 99_DE or 41_NC"
+            )
     return nature
+
+
+def _types_piece(metadata: ActeMetadata) -> list[tuple[str, str]]:
+    named = [
+        (f"annexes[{index}]", annexe.type_piece) for index, annexe in enumerate(metadata.annexes)
+    ]
+    if metadata.type_piece is not None:
+        named.insert(0, ("acte", metadata.type_piece))
+    return named
+
+
+def check_annexes(metadata: ActeMetadata, received: int) -> None:
+    """The metadata describes as many annexes as the upload carries files."""
+    if len(metadata.annexes) != received:
+        raise AnnexesMismatch(
+            f"metadata describes {len(metadata.annexes)} annexes and the upload carries"
+            f" {received} files 'annexes': give one {{type_piece}} per annexe, in order"
+        )
+
+
+def check_classification(
+    metadata: ActeMetadata, nature: Nature, classification: Classification
+) -> str:
+    """The matière and the piece types against the prefecture's classification; the main
+    document's piece type."""
+    if not classification.has_matiere(metadata.matiere):
+        raise MatiereUnknown(
+            f"matiere {metadata.matiere} is not in the prefecture's classification of"
+            f" {classification.date_classification.isoformat()}",
+            classification_date=classification.date_classification.isoformat(),
+            valid_matieres=sorted(classification.matieres),
+        )
+    allowed = classification.types_for(int(nature))
+    type_piece = metadata.type_piece or nature.type_piece_principale
+    for name, code in [("acte", type_piece), *_types_piece(metadata)]:
+        if allowed and code not in allowed:
+            raise TypePieceInvalid(
+                f"{name}: type_piece {code} is not allowed for nature {int(nature)} by the"
+                f" classification of {classification.date_classification.isoformat()}",
+                valid_types_piece=list(allowed),
+            )
+    return type_piece
 
 
 def _check_date_decision(decision: date, settings: ActesPesSettings, today: date) -> None:
@@ -181,6 +235,9 @@ async def submit_acte(
     pdf: ReceivedPdf,
     settings: ActesPesSettings,
     store: LocalObjectStore,
+    annexes: Sequence[ReceivedPdf] = (),
+    type_piece: str | None = None,
+    classification_date: date | None = None,
 ) -> Submission:
     """Record a checked acte as waiting for transmission, with its PDF and its event.
 
@@ -208,21 +265,43 @@ async def submit_acte(
         traceparent=inject_headers().get("traceparent"),
         created_at=now,
         updated_at=now,
+        type_piece=type_piece or nature.type_piece_principale,
+        classification_date=classification_date,
+        annexes_count=len(annexes),
     )
     document = ActeDocument(
         acte_id=acte.id,
         role=DocumentRole.ACTE.value,
-        filename=document_filename(nature.type_piece_principale, identifiant, 1),
+        filename=document_filename(acte.type_piece or "", identifiant, 1),
         media_type=MEDIA_TYPE_PDF,
         sha256=pdf.sha256,
         size=pdf.size,
         created_at=now,
+        type_piece=acte.type_piece,
+        position=1,
     )
+    annexe_documents = [
+        ActeDocument(
+            acte_id=acte.id,
+            role=annexe_role(position),
+            filename=document_filename(described.type_piece, identifiant, position + 1),
+            media_type=MEDIA_TYPE_PDF,
+            sha256=received.sha256,
+            size=received.size,
+            created_at=now,
+            type_piece=described.type_piece,
+            position=position + 1,
+        )
+        for position, (described, received) in enumerate(
+            zip(metadata.annexes, annexes, strict=True), start=1
+        )
+    ]
     ensure_transition(ActeState.POSTED, ActeState.WAITING_FOR_TRANSMISSION)
     repository.add(
         session,
         acte,
         document,
+        *annexe_documents,
         _state_change(acte.id, None, ActeState.POSTED, f"posted by {caller.client_id}", now),
         _state_change(acte.id, ActeState.POSTED, ActeState.WAITING_FOR_TRANSMISSION, None, now),
     )
@@ -236,17 +315,24 @@ async def submit_acte(
             matiere=acte.matiere,
             objet=acte.objet,
             date_decision=acte.date_decision,
-            documents=(document_ref(settings, document),),
+            documents=tuple(document_ref(settings, d) for d in (document, *annexe_documents)),
         ),
         subject=str(acte.id),
         tenant=acte.siren,
     )
     await _flush(session, metadata)
 
-    stored = await store.put_file(pdf.file)
-    _ensure_same(stored, pdf)
-    log.info("acte.submitted", acte_id=str(acte.id), tenant=acte.siren, identifiant=identifiant)
-    return Submission(acte, [document])
+    for received in (pdf, *annexes):
+        stored = await store.put_file(received.file)
+        _ensure_same(stored, received)
+    log.info(
+        "acte.submitted",
+        acte_id=str(acte.id),
+        tenant=acte.siren,
+        identifiant=identifiant,
+        annexes=len(annexes),
+    )
+    return Submission(acte, [document, *annexe_documents])
 
 
 async def _flush(session: AsyncSession, metadata: ActeMetadata) -> None:
@@ -352,13 +438,25 @@ def publish_acknowledged(
     settings: ActesPesSettings,
 ) -> None:
     assert acte.acknowledged_at is not None and acte.date_reception is not None
-    wanted = (DocumentRole.ACTE, DocumentRole.ENVELOPPE, DocumentRole.MESSAGE, DocumentRole.AR_ACTE)
-    refs = tuple(
-        document_ref(settings, document)
-        for role in wanted
-        for document in documents
-        if document.role == role.value
+    annexes = sorted(
+        (d for d in documents if d.role.startswith("annexe_")), key=lambda d: d.position or 0
     )
+    by_role = {document.role: document for document in documents}
+    wanted = [
+        by_role.get(DocumentRole.ACTE.value),
+        *annexes,
+        *(
+            by_role.get(role.value)
+            for role in (
+                DocumentRole.ENVELOPPE,
+                DocumentRole.MESSAGE,
+                DocumentRole.ARCHIVE_TRANSMISSION,
+                DocumentRole.AR_ACTE,
+                DocumentRole.ACTE_TAMPONNE,
+            )
+        ),
+    ]
+    refs = tuple(document_ref(settings, document) for document in wanted if document is not None)
     outbox.publish(
         session,
         ActeAcknowledged(
@@ -373,14 +471,35 @@ def publish_acknowledged(
             date_reception=acte.date_reception,
             acknowledged_at=as_utc(acte.acknowledged_at),
             documents=refs,
+            departement=acte.departement,
+            classification_date=acte.classification_date,
+            transmitted_at=_as_utc_or_none(acte.transmitted_at),
+            type_piece=acte.type_piece,
+            annexes=tuple(
+                AnnexeInfo(
+                    position=(annexe.position or 2) - 1,
+                    type_piece=annexe.type_piece or "",
+                    role=annexe.role,
+                    filename=annexe.filename,
+                )
+                for annexe in annexes
+            ),
         ),
         subject=str(acte.id),
         tenant=acte.siren,
     )
 
 
-def publish_refused(session: AsyncSession, acte: Acte) -> None:
+def publish_refused(
+    session: AsyncSession,
+    acte: Acte,
+    anomalie: ActeDocument | None = None,
+    settings: ActesPesSettings | None = None,
+) -> None:
     assert acte.refused_at is not None
+    documents: tuple[DocumentRef, ...] = ()
+    if anomalie is not None and settings is not None:
+        documents = (document_ref(settings, anomalie),)
     outbox.publish(
         session,
         ActeRefused(
@@ -390,6 +509,7 @@ def publish_refused(session: AsyncSession, acte: Acte) -> None:
             nature_anomalie=acte.nature_anomalie or "",
             detail=acte.detail_anomalie or "",
             refused_at=as_utc(acte.refused_at),
+            documents=documents,
         ),
         subject=str(acte.id),
         tenant=acte.siren,
@@ -414,8 +534,25 @@ def document_ref(settings: ActesPesSettings, document: ActeDocument) -> Document
     )
 
 
+def document_public(settings: ActesPesSettings, document: ActeDocument) -> DocumentPublic:
+    return DocumentPublic(
+        role=document.role,
+        filename=document.filename,
+        media_type=document.media_type,
+        sha256=document.sha256,
+        size=document.size,
+        uri=document_uri(settings, document.acte_id, document.role),
+        type_piece=document.type_piece,
+        position=document.position,
+    )
+
+
 def acte_public(
-    settings: ActesPesSettings, acte: Acte, documents: Sequence[ActeDocument]
+    settings: ActesPesSettings,
+    acte: Acte,
+    documents: Sequence[ActeDocument],
+    *,
+    waiting_for_capacity: bool = False,
 ) -> ActePublic:
     return ActePublic(
         id=acte.id,
@@ -438,14 +575,39 @@ def acte_public(
         detail_anomalie=acte.detail_anomalie,
         last_error=acte.last_error,
         documents=[
-            DocumentPublic(
-                role=document.role,
-                filename=document.filename,
-                media_type=document.media_type,
-                sha256=document.sha256,
-                size=document.size,
-                uri=document_uri(settings, acte.id, document.role),
-            )
+            document_public(settings, document)
             for document in documents
+            if not document.role.startswith("message_")
         ],
+        type_piece=acte.type_piece,
+        classification_date=acte.classification_date,
+        acknowledgement_overdue_at=_as_utc_or_none(acte.acknowledgement_overdue_at),
+        transmission_stuck_at=_as_utc_or_none(acte.transmission_stuck_at),
+        waiting_for_capacity=waiting_for_capacity
+        and acte.state == ActeState.WAITING_FOR_TRANSMISSION.value,
+        next_attempt_at=_as_utc_or_none(acte.next_attempt_at),
+        cancellation_requested_at=_as_utc_or_none(acte.cancellation_requested_at),
+        cancelled_at=_as_utc_or_none(acte.cancelled_at),
     )
+
+
+# -- Classification ----------------------------------------------------------------------
+
+
+async def current_classification(
+    session: AsyncSession,
+    store: LocalObjectStore,
+    cache: ClassificationCache,
+    departement: str,
+) -> Classification:
+    """The département's latest classification; the shipped seed until its prefecture's."""
+    cached = cache.get(departement)
+    if cached is not None:
+        return cached
+    stored = await repository.latest_classification(session, departement)
+    if stored is None:
+        found = classification.seed()
+    else:
+        found = classification.read(await store.get(stored.sha256))
+    cache.put(departement, found)
+    return found

@@ -39,9 +39,22 @@ class ActesPesSettings(CommonSettings):
     nature_collectivite: str = Field(default="31", pattern=r"^[0-9]{2}$")
     adresse_retour: str = "teletransmission@kanol.fr"
 
-    # TODO: the classification is not fetched from the prefecture yet (messages 7-1/7-2),
-    # so every acte declares this version and matière codes are checked for shape only.
-    classification_date: date = date(2024, 1, 1)
+    # The version an acte declares when none was recorded at its submission (actes posted
+    # before classifications were kept); each acte now declares the one it was checked with.
+    classification_date: date = date(2019, 3, 1)
+    # The SIREN in the envelope of a classification request (7-1): the operator's own.
+    classification_siren: str = Field(default="253514491", pattern=r"^[0-9]{9}$")
+    # Ask each département's prefecture for its classification (7-1) at start.
+    classification_request_at_start: bool = True
+
+    # Transmissions per hour towards the prefecture (actes and messages); beyond, actes
+    # wait in order, shown as waiting_for_capacity.
+    prefecture_max_per_hour: int = Field(default=1000, gt=0)
+    # A transmitted acte without an acknowledgement this long is reported (event, metric,
+    # API field); so is an acte stuck transmitting this long.
+    acknowledgement_overdue_seconds: float = Field(default=3600.0, gt=0)
+    transmission_stuck_seconds: float = Field(default=900.0, gt=0)
+    monitor_poll_seconds: float = Field(default=30.0, gt=0)
 
     # The transmitter wakes on each submission and polls at this interval as a fallback.
     transmit_poll_seconds: float = Field(default=2.0, gt=0)

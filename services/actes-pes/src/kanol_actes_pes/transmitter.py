@@ -25,13 +25,15 @@ import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
+import anyio
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kanol_actes_pes import repository, service
+from kanol_actes_pes import replies, repository, service, stamp
 from kanol_actes_pes.acte import ActeState, Matiere, Nature
 from kanol_actes_pes.models import Acte, ActeDocument, DocumentRole
+from kanol_actes_pes.monitor import ACTES_WAITING_FOR_CAPACITY
 from kanol_actes_pes.prefecture import actes_xml
 from kanol_actes_pes.prefecture.port import (
     ArchiveFile,
@@ -91,6 +93,8 @@ class Transmitter:
 
     def __post_init__(self) -> None:
         self._wakeup = asyncio.Event()
+        # Whether the last turn left actes waiting because the hourly volume is used up.
+        self.capacity_exhausted = False
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -128,11 +132,23 @@ class Transmitter:
         await self._requeue_failed(now)
 
         async with self.database.session() as session:
+            budget = await self._hourly_budget(session, now)
             due = await repository.waiting_for_transmission(
-                session, now, self.settings.transmit_batch_size
+                session, now, min(self.settings.transmit_batch_size, budget + 1)
             )
+        # Oldest first: what exceeds the volume waits in its place for the next turn.
+        self.capacity_exhausted = len(due) > budget
+        ACTES_WAITING_FOR_CAPACITY.set(max(len(due) - budget, 0) if self.capacity_exhausted else 0)
+        if self.capacity_exhausted:
+            log.warning("acte.hourly_volume_reached", budget=budget)
+        due = due[:budget]
         await self._transmit_concurrently(due)
         return len(due)
+
+    async def _hourly_budget(self, session: AsyncSession, now: datetime) -> int:
+        """How many more transmissions the last hour's volume allows."""
+        sent = await repository.sent_since(session, now - timedelta(hours=1))
+        return max(self.settings.prefecture_max_per_hour - sent, 0)
 
     async def _transmit_concurrently(self, acte_ids: Sequence[uuid.UUID]) -> None:
         """Send several actes at once: each waits mostly on the gateway, not on this process."""
@@ -220,9 +236,9 @@ class Transmitter:
             # A number no other transmission of the service has: the claim's history row.
             acte.transmission_number = change.id
             session.add(acte)
-            pdf = await self._document_to_transmit(session, acte.id)
+            documents = await self._documents_to_transmit(session, acte.id)
             try:
-                archive = await self._build(acte, pdf)
+                archive = await self._build(acte, documents)
             except actes_xml.ActesXmlError as exc:
                 # The claim commits alone; the caller records the failure on top of it.
                 await session.commit()
@@ -231,14 +247,14 @@ class Transmitter:
             await session.commit()
         return _Claim(acte, archive, None)
 
-    async def _document_to_transmit(
+    async def _documents_to_transmit(
         self, session: AsyncSession, acte_id: uuid.UUID
-    ) -> ActeDocument:
-        """The acte's PDF; what an earlier, refused transmission stored is removed."""
+    ) -> dict[str, ActeDocument]:
+        """The acte's PDF and annexes; what an earlier, refused transmission stored is removed."""
         documents = {d.role: d for d in await repository.documents_of(session, acte_id)}
         if any(role.value in documents for role in TRANSMISSION_ROLES):
             await repository.delete_documents(session, acte_id, TRANSMISSION_ROLES)
-        return documents[DocumentRole.ACTE.value]
+        return documents
 
     async def recover(self, acte_id: uuid.UUID) -> None:
         """Settle an acte found ``transmitting``: record it if the gateway has it, else resend."""
@@ -310,20 +326,19 @@ class Transmitter:
             if DocumentRole.ARCHIVE_TRANSMISSION.value in documents:
                 return await self._stored_archive(acte, documents), acte
 
-            archive = await self._build(acte, documents[DocumentRole.ACTE.value])
+            archive = await self._build(acte, documents)
             await self._store_transmission(session, acte, archive)
             await session.commit()
         return archive, acte
 
-    async def _build(self, acte: Acte, pdf: ActeDocument) -> TransmissionArchive:
+    async def _build(self, acte: Acte, documents: dict[str, ActeDocument]) -> TransmissionArchive:
         assert acte.transmission_id is not None and acte.transmission_number is not None
         settings = self.settings
-        emetteur = actes_xml.Emetteur(
-            siren=acte.siren,
-            departement=acte.departement,
-            arrondissement=settings.arrondissement,
-            nature_collectivite=settings.nature_collectivite,
-        )
+        emetteur = emetteur_of(acte, settings)
+        pdf = documents[DocumentRole.ACTE.value]
+        annexes: list[tuple[str, bytes]] = []
+        for annexe in _annexes_of(documents):
+            annexes.append((annexe.type_piece or "", await self.store.get(annexe.sha256)))
         to_transmit = ActeToTransmit(
             identifiant_acte=acte.identifiant_acte,
             emetteur=emetteur,
@@ -333,8 +348,10 @@ class Transmitter:
             nature=Nature(acte.nature),
             matiere=Matiere.parse(acte.matiere),
             objet=acte.objet,
-            classification_date=settings.classification_date,
+            classification_date=acte.classification_date or settings.classification_date,
             document=await self.store.get(pdf.sha256),
+            type_piece=acte.type_piece,
+            annexes=tuple(annexes),
         )
         return build_archive(
             to_transmit,
@@ -386,7 +403,13 @@ class Transmitter:
             content=archive.content,
             enveloppe=await file(DocumentRole.ENVELOPPE),
             message=await file(DocumentRole.MESSAGE),
-            documents=(await file(DocumentRole.ACTE),),
+            documents=(
+                await file(DocumentRole.ACTE),
+                *[
+                    ArchiveFile(a.filename, await self.store.get(a.sha256), a.media_type)
+                    for a in _annexes_of(documents)
+                ],
+            ),
         )
 
     # -- outcomes --------------------------------------------------------------------------
@@ -481,6 +504,20 @@ class Transmitter:
         return timedelta(seconds=min(seconds, self.settings.transmit_retry_max_seconds))
 
 
+def emetteur_of(acte: Acte, settings: ActesPesSettings) -> actes_xml.Emetteur:
+    return actes_xml.Emetteur(
+        siren=acte.siren,
+        departement=acte.departement,
+        arrondissement=settings.arrondissement,
+        nature_collectivite=settings.nature_collectivite,
+    )
+
+
+def _annexes_of(documents: dict[str, ActeDocument]) -> list[ActeDocument]:
+    annexes = [d for role, d in documents.items() if role.startswith("annexe_")]
+    return sorted(annexes, key=lambda d: d.position or 0)
+
+
 CURSOR_NAME = "prefecture"
 STALE_RETRIES = 3
 
@@ -493,6 +530,8 @@ class Receiver:
     store: LocalObjectStore
     settings: ActesPesSettings
     gateway: PrefectureGateway
+    # Told the département whose classification changed, so a cache forgets it.
+    on_classification: Callable[[str], None] | None = None
 
     async def run(self) -> None:
         delay = 0.5
@@ -581,10 +620,20 @@ class Receiver:
         message: ReturnMessage,
         content: actes_xml.ReturnMessageContent,
     ) -> None:
+        if isinstance(content, actes_xml.ClassificationRecue):
+            await replies.record_classification(
+                session, self.store, self.settings, content, message
+            )
+            if self.on_classification is not None:
+                self.on_classification(message.departement or self.settings.departement)
+            return
+        if isinstance(content, actes_xml.ClassificationInchangee):
+            log.info("classification.unchanged", departement=message.departement)
+            return
         identifiant = (
-            content.identifiant_acte
-            if isinstance(content, actes_xml.AccuseReception)
-            else message.identifiant_acte
+            message.identifiant_acte
+            if isinstance(content, actes_xml.Anomalie)
+            else content.identifiant_acte
         )
         acte = await repository.acte_for_return_message(
             session, message.transmission_id, identifiant
@@ -602,10 +651,17 @@ class Receiver:
         content: actes_xml.ReturnMessageContent,
         message: ReturnMessage,
     ) -> None:
+        store, settings = self.store, self.settings
         if isinstance(content, actes_xml.AccuseReception):
             await self._acknowledge(session, acte, content, message)
-        else:
+        elif isinstance(content, actes_xml.Anomalie):
             await self._refuse(session, acte, content, message)
+        elif isinstance(content, actes_xml.CourrierPrefecture):
+            await replies.record_courrier(session, store, settings, acte, content, message)
+        elif isinstance(content, actes_xml.AccuseReponse):
+            await replies.record_accuse_reponse(session, store, settings, acte, content, message)
+        elif isinstance(content, actes_xml.AccuseAnnulation):
+            await replies.record_annulation(session, store, settings, acte, content, message)
 
     async def _advance(self, message: ReturnMessage) -> None:
         async with self.database.session() as session:
@@ -626,6 +682,8 @@ class Receiver:
             return
 
         document = await self._store_reply(session, acte, DocumentRole.AR_ACTE, message)
+        existing = await repository.documents_of(session, acte.id)
+        stamped = await self._store_stamped(session, acte, existing, ar.date_reception)
         await service.change_state(
             session,
             acte,
@@ -634,7 +692,7 @@ class Receiver:
             acknowledged_at=service.now_utc(),
             date_reception=ar.date_reception,
         )
-        documents = [*await repository.documents_of(session, acte.id), document]
+        documents = [*existing, document, *([stamped] if stamped else [])]
         service.publish_acknowledged(session, acte, _unique(documents), self.settings)
         log.info(
             "acte.acknowledged",
@@ -654,7 +712,7 @@ class Receiver:
         if not await self._ensure_transmitted(session, acte, message):
             return
 
-        await self._store_reply(session, acte, DocumentRole.ANOMALIE, message)
+        anomalie_document = await self._store_reply(session, acte, DocumentRole.ANOMALIE, message)
         await service.change_state(
             session,
             acte,
@@ -664,7 +722,7 @@ class Receiver:
             nature_anomalie=anomalie.nature,
             detail_anomalie=anomalie.detail,
         )
-        service.publish_refused(session, acte)
+        service.publish_refused(session, acte, anomalie_document, self.settings)
         log.warning(
             "acte.refused",
             acte_id=str(acte.id),
@@ -694,6 +752,41 @@ class Receiver:
             log.info("prefecture.message_ignored", acte_id=str(acte.id), state=acte.state)
             return False
         return True
+
+    async def _store_stamped(
+        self,
+        session: AsyncSession,
+        acte: Acte,
+        documents: Sequence[ActeDocument],
+        date_reception: date,
+    ) -> ActeDocument | None:
+        """The acte's PDF with the acknowledgement stamp, stored as ``acte_tamponne``."""
+        pdf = next((d for d in documents if d.role == DocumentRole.ACTE.value), None)
+        if pdf is None or any(d.role == DocumentRole.ACTE_TAMPONNE.value for d in documents):
+            return None
+        transmitted = service.as_utc(acte.transmitted_at or service.now_utc()).date()
+        original = await self.store.get(pdf.sha256)
+        try:
+            content = await anyio.to_thread.run_sync(
+                stamp.stamp_pdf, original, acte.identifiant_acte, transmitted, date_reception
+            )
+        except Exception:
+            # The PDF was read at submission; a stamp that fails must not lose the ARActe.
+            log.exception("acte.stamp_failed", acte_id=str(acte.id))
+            return None
+        stored = await self.store.put(content)
+        document = ActeDocument(
+            acte_id=acte.id,
+            role=DocumentRole.ACTE_TAMPONNE.value,
+            filename=pdf.filename.removesuffix(".pdf") + "-tamponne.pdf",
+            media_type=pdf.media_type,
+            sha256=stored.sha256,
+            size=stored.size,
+            created_at=service.now_utc(),
+            type_piece=pdf.type_piece,
+        )
+        repository.add(session, document)
+        return document
 
     async def _store_reply(
         self, session: AsyncSession, acte: Acte, role: DocumentRole, message: ReturnMessage

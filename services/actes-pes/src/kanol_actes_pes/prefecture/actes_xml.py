@@ -243,18 +243,102 @@ class Anomalie:
     classification_date_en_cours: date
 
 
-ReturnMessageContent = AccuseReception | Anomalie
+@dataclass(frozen=True)
+class CourrierPrefecture:
+    """A letter of the prefecture about an acte: 2-1, 3-1, 4-1 (and 5-1, without a date).
+
+    ``kind`` is the root element (``CourrierSimple``, ``DemandePieceComplementaire``,
+    ``LettreObservations``, ``DefereTA``); ``texte`` its free text (DescriptionPieces,
+    Motif, NatureIllegalite); ``fichiers`` the files it names, in order.
+    """
+
+    kind: str
+    code: str
+    identifiant_acte: str
+    date_courrier: date | None
+    texte: str
+    fichiers: tuple[str, ...]
+    date_depot: date | None = None
+
+
+@dataclass(frozen=True)
+class AccuseReponse:
+    """The prefecture acknowledged an answer of the authority: 3-5 or 4-5."""
+
+    kind: str
+    code: str
+    identifiant_acte: str
+    date_reception: date
+    date_courrier: date
+
+
+@dataclass(frozen=True)
+class AccuseAnnulation:
+    """An ``ARAnnulation`` (6-2): the prefecture took the cancellation of the acte."""
+
+    identifiant_acte: str
+    date_reception: date
+
+
+@dataclass(frozen=True)
+class ClassificationInchangee:
+    """A ``ReponseClassificationSansChangement`` (7-3): the classification held is current."""
+
+    date_classification: date
+
+
+@dataclass(frozen=True)
+class ClassificationRecue:
+    """A ``RetourClassification`` (7-2): the prefecture's whole current classification."""
+
+    date_classification: date
+    root: etree._Element
+
+
+ReturnMessageContent = (
+    AccuseReception
+    | Anomalie
+    | CourrierPrefecture
+    | AccuseReponse
+    | AccuseAnnulation
+    | ClassificationInchangee
+    | ClassificationRecue
+)
+
+COURRIER_CODES: Final = {
+    "CourrierSimple": "2-1",
+    "DemandePieceComplementaire": "3-1",
+    "LettreObservations": "4-1",
+    "DefereTA": "5-1",
+}
+ACCUSE_REPONSE_CODES: Final = {
+    "ARPieceComplementaire": "3-5",
+    "ARReponseRejetLettreObservations": "4-5",
+}
 
 
 def read_return_message(data: bytes) -> ReturnMessageContent:
-    """Parse and validate a return message; only 1-2 and 1-3 are understood so far."""
+    """Parse and validate a return message of the prefecture (1-2 to 7-3)."""
     root = parse(data)
     kind = local_name(root)
     if kind == "ARActe":
         return _read_accuse_reception(root)
     if kind == "AnomalieActe":
         return _read_anomalie(root)
-    raise ActesXmlError(f"the return message {kind} is not handled yet")
+    if kind in COURRIER_CODES:
+        return _read_courrier(root, kind)
+    if kind in ACCUSE_REPONSE_CODES:
+        return _read_accuse_reponse(root, kind)
+    if kind == "ARAnnulation":
+        return AccuseAnnulation(
+            identifiant_acte=_attribute(root, "IDActe"),
+            date_reception=date.fromisoformat(_attribute(root, "DateReception")),
+        )
+    if kind == "ReponseClassificationSansChangement":
+        return ClassificationInchangee(_date_of(_child(root, "DateClassification")))
+    if kind == "RetourClassification":
+        return ClassificationRecue(_date_of(_child(root, "DateClassification")), root)
+    raise ActesXmlError(f"the message {kind} is not one the prefecture sends")
 
 
 def _read_accuse_reception(root: etree._Element) -> AccuseReception:
@@ -274,6 +358,51 @@ def _read_anomalie(root: etree._Element) -> Anomalie:
         detail=(detail.text or "").strip() if detail is not None else "",
         acte=_read_acte_recu(_child(root, "ActeRecu")),
         classification_date_en_cours=_date_of(_child(root, "ClassificationDateVersionEnCours")),
+    )
+
+
+def _read_courrier(root: etree._Element, kind: str) -> CourrierPrefecture:
+    if kind == "DefereTA":
+        return CourrierPrefecture(
+            kind=kind,
+            code=COURRIER_CODES[kind],
+            identifiant_acte=_attribute(root, "IDActe"),
+            date_courrier=None,
+            texte=(_child(root, "NatureIllegalite").text or "").strip(),
+            fichiers=_file_names(root, f"{qname('PiecesJointes')}/{qname('PieceJointe')}"),
+            date_depot=_date_of(_child(root, "DateDepot")),
+        )
+    text_element = {
+        "DemandePieceComplementaire": "DescriptionPieces",
+        "LettreObservations": "Motif",
+    }
+    texte = ""
+    if kind in text_element:
+        texte = (_child(root, text_element[kind]).text or "").strip()
+    return CourrierPrefecture(
+        kind=kind,
+        code=COURRIER_CODES[kind],
+        identifiant_acte=_attribute(root, "IDActe"),
+        date_courrier=date.fromisoformat(root.get(qname("DateCourrierPref")) or ""),
+        texte=texte,
+        fichiers=_file_names(root, qname("Document")),
+    )
+
+
+def _read_accuse_reponse(root: etree._Element, kind: str) -> AccuseReponse:
+    infos = _child(root, "InfosCourrierPref")
+    return AccuseReponse(
+        kind=kind,
+        code=ACCUSE_REPONSE_CODES[kind],
+        identifiant_acte=_attribute(infos, "IDActe"),
+        date_reception=date.fromisoformat(root.get(qname("DateReception")) or ""),
+        date_courrier=date.fromisoformat(infos.get(qname("DateCourrierPref")) or ""),
+    )
+
+
+def _file_names(root: etree._Element, path: str) -> tuple[str, ...]:
+    return tuple(
+        (element.findtext(qname("NomFichier")) or "").strip() for element in root.iterfind(path)
     )
 
 
@@ -303,3 +432,51 @@ def _attribute(element: etree._Element, local: str) -> str:
 
 def _date_of(element: etree._Element) -> date:
     return date.fromisoformat((element.text or "").strip())
+
+
+# -- What the authority sends besides the acte: cancellation, answers, classification ------
+
+# The authority's answers to a letter of the prefecture, by the answer's code.
+ANSWER_KINDS: Final = {
+    "2-2": "ReponseCourrierSimple",
+    "3-3": "RefusPieceComplementaire",
+    "3-4": "PieceComplementaire",
+    "4-3": "RejetLettreObservations",
+    "4-4": "ReponseLettreObservations",
+}
+
+
+def build_annulation(identifiant_acte: str) -> bytes:
+    """The ``Annulation`` message (6-1): cancel the transmission of an acte."""
+    root = etree.Element(qname("Annulation"), {qname("IDActe"): identifiant_acte}, nsmap=NSMAP)
+    return serialize(root)
+
+
+def build_demande_classification(held: date | None) -> bytes:
+    """The ``DemandeClassification`` message (7-1), naming the version held, if any."""
+    root = etree.Element(qname("DemandeClassification"), nsmap=NSMAP)
+    if held is not None:
+        etree.SubElement(root, qname("DateClassification")).text = held.isoformat()
+    return serialize(root)
+
+
+def build_answer(
+    code: str, identifiant_acte: str, date_courrier: date, fichiers: Sequence[str]
+) -> bytes:
+    """An answer of the authority to a letter of the prefecture (2-2, 3-3, 3-4, 4-3, 4-4)."""
+    kind = ANSWER_KINDS.get(code)
+    if kind is None:
+        raise ActesXmlError(f"{code} is not an answer of the authority")
+    if not fichiers:
+        raise ActesXmlError(f"an answer {code} needs at least one file")
+    root = etree.Element(
+        qname(kind),
+        {qname("IDActe"): identifiant_acte, qname("DateCourrierPref"): date_courrier.isoformat()},
+        nsmap=NSMAP,
+    )
+    parent = etree.SubElement(root, qname("Documents")) if kind == "PieceComplementaire" else root
+    names = fichiers if kind == "PieceComplementaire" else fichiers[:1]
+    for name in names:
+        document = etree.SubElement(parent, qname("Document"))
+        etree.SubElement(document, qname("NomFichier")).text = name
+    return serialize(root)

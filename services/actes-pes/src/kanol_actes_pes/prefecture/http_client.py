@@ -10,7 +10,9 @@ The contract (which the prefecture simulator serves):
   empty when the gateway never took that key.
 - ``GET /v1/messages?after=<cursor>&wait=<seconds>``: 200 and ``{"messages": [...],
   "cursor"}``, each message ``{"cursor", "code", "filename", "transmission_id",
-  "identifiant_acte", "received_at", "content_base64"}``.
+  "identifiant_acte", "received_at", "content_base64"}`` and, for a letter with files or a
+  classification, ``"files": [{"name", "media_type", "content_base64"}]`` and
+  ``"departement"``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import httpx
 
 from kanol_actes_pes.prefecture.port import (
+    ArchiveFile,
     GatewayBusy,
     GatewayUnavailable,
     ReturnMessage,
@@ -121,6 +124,15 @@ def _return_message(item: dict[str, Any]) -> ReturnMessage:
         transmission_id=item.get("transmission_id"),
         identifiant_acte=item.get("identifiant_acte"),
         received_at=datetime.fromisoformat(item["received_at"]),
+        departement=item.get("departement"),
+        files=tuple(
+            ArchiveFile(
+                name=str(file["name"]),
+                content=base64.b64decode(file["content_base64"], validate=True),
+                media_type=str(file.get("media_type", "application/pdf")),
+            )
+            for file in item.get("files", [])
+        ),
     )
 
 

@@ -61,6 +61,10 @@ class ReturnMessage:
     transmission_id: str | None
     identifiant_acte: str | None
     received_at: datetime
+    # The département whose prefecture sent it (classification replies name no acte).
+    departement: str | None = None
+    # The files a letter of the prefecture carries (its PDFs), by their names in the XML.
+    files: tuple[ArchiveFile, ...] = ()
 
 
 class GatewayError(Exception):

@@ -7,7 +7,8 @@ Names follow the @CTES conventions seen in the gateways' own files:
   which no other transmission of the service shares);
 - message: ``{identifiant_acte}-1-1_0.xml`` (message code 1-1, file 0 of the transmission);
 - acte's main document: ``{CodeTypePJ}-{identifiant_acte}-1-1_1.pdf``, e.g.
-  ``99_DE-035-213502388-20240312-2024_45-DE-1-1_1.pdf``; annexes would follow as ``_2``...;
+  ``99_DE-035-213502388-20240312-2024_45-DE-1-1_1.pdf``; annexes follow as ``_2``... each
+  under its own piece type code (``41_NC-...-1-1_2.pdf``);
 - archive: ``EACT--{SIREN}--{YYYYMMDD}-{n}.tar.gz``, named after its envelope.
 """
 
@@ -61,16 +62,28 @@ class ActeToTransmit:
     objet: str
     classification_date: date
     document: bytes
+    type_piece: str | None = None
+    # Each annexe's piece type code and bytes, in order.
+    annexes: tuple[tuple[str, bytes], ...] = ()
 
 
 def build_archive(
     acte: ActeToTransmit, *, transmission_id: str, number: int, day: date
 ) -> TransmissionArchive:
     """The envelope, the 1-1 message and the PDF, each checked, packed in one tar.gz."""
+    type_piece = acte.type_piece or acte.nature.type_piece_principale
     pdf = ArchiveFile(
-        name=document_filename(acte.nature.type_piece_principale, acte.identifiant_acte, 1),
+        name=document_filename(type_piece, acte.identifiant_acte, 1),
         content=acte.document,
         media_type=MEDIA_TYPE_PDF,
+    )
+    annexes = tuple(
+        ArchiveFile(
+            name=document_filename(code, acte.identifiant_acte, number),
+            content=content,
+            media_type=MEDIA_TYPE_PDF,
+        )
+        for number, (code, content) in enumerate(acte.annexes, start=2)
     )
     message = ArchiveFile(
         name=message_filename(acte.identifiant_acte, CODE_DEPOT, 0),
@@ -83,6 +96,7 @@ def build_archive(
                 objet=acte.objet,
                 classification_date=acte.classification_date,
                 document=pdf.name,
+                annexes=tuple(annexe.name for annexe in annexes),
             )
         ),
         media_type=MEDIA_TYPE_XML,
@@ -98,10 +112,39 @@ def build_archive(
         idempotency_key=idempotency_key(acte.identifiant_acte, transmission_id),
         identifiant_acte=acte.identifiant_acte,
         filename=f"{stem}.tar.gz",
-        content=pack([enveloppe, message, pdf]),
+        content=pack([enveloppe, message, pdf, *annexes]),
         enveloppe=enveloppe,
         message=message,
-        documents=(pdf,),
+        documents=(pdf, *annexes),
+    )
+
+
+def build_message_archive(
+    emetteur: actes_xml.Emetteur,
+    adresses_retour: tuple[str, ...],
+    *,
+    key: str,
+    identifiant_acte: str,
+    message: ArchiveFile,
+    files: tuple[ArchiveFile, ...],
+    number: int,
+    day: date,
+) -> TransmissionArchive:
+    """A transmission of one message after the dépôt (6-1, 7-1, an answer) and its files."""
+    stem = enveloppe_stem(emetteur.siren, day, number)
+    enveloppe = ArchiveFile(
+        name=f"{stem}.xml",
+        content=actes_xml.build_enveloppe(emetteur, adresses_retour, [message.name]),
+        media_type=MEDIA_TYPE_XML,
+    )
+    return TransmissionArchive(
+        idempotency_key=key,
+        identifiant_acte=identifiant_acte,
+        filename=f"{stem}.tar.gz",
+        content=pack([enveloppe, message, *files]),
+        enveloppe=enveloppe,
+        message=message,
+        documents=files,
     )
 
 

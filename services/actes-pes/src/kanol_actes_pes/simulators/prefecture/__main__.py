@@ -36,8 +36,17 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--classification-date",
         type=date.fromisoformat,
-        default=date(2024, 1, 1),
-        help="version of the classification the prefecture holds (YYYY-MM-DD)",
+        default=None,
+        help="override the version the classification declares (YYYY-MM-DD)",
+    )
+    parser.add_argument(
+        "--classification",
+        type=Path,
+        default=None,
+        help="RetourClassification file the prefecture holds (default: the shipped seed)",
+    )
+    parser.add_argument(
+        "--failure-rate", type=float, default=0.0, help="share of transmissions answered 503"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the anomalie draw")
     return parser.parse_args()
@@ -53,6 +62,10 @@ def main() -> None:
         anomaly_rate=arguments.anomaly_rate,
         max_per_hour=arguments.max_per_hour,
         classification_date=arguments.classification_date,
+        classification_xml=arguments.classification.read_bytes()
+        if arguments.classification
+        else None,
+        failure_rate=arguments.failure_rate,
         seed=arguments.seed,
     )
     uvicorn.run(

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import io
 import random
 import time
 import uuid
@@ -18,12 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from pypdf import PdfWriter
 
-from kanol_actes_pes.prefecture.actes_xml import qname
+from kanol_actes_pes import classification
+from kanol_actes_pes.prefecture.actes_xml import ActesXmlError, qname
 from kanol_actes_pes.simulators.prefecture import replies
 from kanol_actes_pes.simulators.prefecture.inspection import (
     ArchiveRefused,
@@ -61,17 +65,43 @@ class SimulatorConfig:
     state_path: Path | str = Path("data/prefecture-simulator.sqlite3")
     ack_delay: float = 0.0
     anomaly_rate: float = 0.0
+    # Share of transmissions answered 503 before anything is recorded (a gateway failing).
+    failure_rate: float = 0.0
     max_per_hour: int = 1000
-    classification_date: date = date(2024, 1, 1)
+    # The RetourClassification the prefecture holds (the shipped seed by default);
+    # ``classification_date`` overrides the version it declares, as an older test did.
+    classification_xml: bytes | None = None
+    classification_date: date | None = None
     limits: Limits = field(default_factory=Limits)
     seed: int | None = None
     clock: Callable[[], float] = time.time
+
+
+class OperatorLetter(BaseModel):
+    """What the operator asks the simulated prefecture to send about an acte."""
+
+    kind: Literal["courrier_simple", "pieces_complementaires", "lettre_observations", "defere"]
+    texte: str = Field(default="Courrier de la préfecture (simulé)", max_length=2000)
+
+
+LETTER_KINDS = {
+    "courrier_simple": ("CourrierSimple", "2-1"),
+    "pieces_complementaires": ("DemandePieceComplementaire", "3-1"),
+    "lettre_observations": ("LettreObservations", "4-1"),
+    "defere": ("DefereTA", "5-1"),
+}
 
 
 class TransmissionRefused(Problem):
     status = 422
     type_slug = "prefecture-transmission-refused"
     title = "Transmission refused by the prefecture's gateway"
+
+
+class GatewayFailure(Problem):
+    status = 503
+    type_slug = "prefecture-gateway-failure"
+    title = "The prefecture's gateway failed"
 
 
 class VolumeExceeded(Problem):
@@ -84,8 +114,17 @@ class PrefectureSimulator:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.store = SimulatorStore(config.state_path)
+        self.set_classification(config.classification_xml or classification.seed_bytes())
+        if config.classification_date is not None:
+            self.classification_date = config.classification_date
         self._random = random.Random(config.seed)  # noqa: S311 - a simulation, not a secret
         self._new_message = asyncio.Event()
+
+    def set_classification(self, xml: bytes) -> None:
+        """Hold this RetourClassification as the current one (it must validate)."""
+        self.classification = classification.read(xml)
+        self.classification_xml = xml
+        self.classification_date = self.classification.date_classification
 
     async def receive(self, idempotency_key: str, archive: bytes, name: str) -> Transmission:
         sha256 = hashlib.sha256(archive).hexdigest()
@@ -93,6 +132,8 @@ class PrefectureSimulator:
         if known is not None:
             return self._replayed(known, sha256)
         self._check_volume()
+        if self.config.failure_rate and self._random.random() < self.config.failure_rate:
+            raise GatewayFailure("Simulated failure of the gateway; nothing was recorded")
 
         try:
             inspection = inspect(read_archive(archive, self.config.limits))
@@ -128,14 +169,25 @@ class PrefectureSimulator:
     def _record(
         self, key: str, inspection: Inspection, name: str, sha256: str, size: int
     ) -> Transmission:
+        if inspection.kind != "Acte":
+            return self._record_message(key, inspection, name, sha256, size)
         declared = inspection.acte.findtext(qname("ClassificationDateVersion")) or ""
-        if declared < self.config.classification_date.isoformat():
+        if declared < self.classification_date.isoformat():
             inspection.anomalies.append(
                 (
                     "002",
                     f"L'acte a été transmis avec une classification ({declared}) qui n'est pas"
-                    f" à jour ({self.config.classification_date.isoformat()})",
+                    f" à jour ({self.classification_date.isoformat()})",
                 )
+            )
+        matiere = ".".join(
+            element.get(qname("CodeMatiere")) or ""
+            for level in range(1, 6)
+            if (element := inspection.acte.find(qname(f"CodeMatiere{level}"))) is not None
+        )
+        if not self.classification.has_matiere(matiere):
+            inspection.anomalies.append(
+                ("006", f"La matière {matiere} n'existe pas dans la classification en vigueur")
             )
         if self.store.identifiant_known(inspection.identifiant_acte):
             inspection.anomalies.append(
@@ -168,9 +220,82 @@ class PrefectureSimulator:
         )
         return stored
 
+    def _record_message(
+        self, key: str, inspection: Inspection, name: str, sha256: str, size: int
+    ) -> Transmission:
+        """A message after the dépôt: recorded, and answered as the prefecture does."""
+        now = self.config.clock()
+        transmission = Transmission(
+            id=str(uuid.uuid4()),
+            idempotency_key=key,
+            identifiant_acte=inspection.identifiant_acte,
+            siren=inspection.siren,
+            archive_name=name,
+            archive_sha256=sha256,
+            size=size,
+            outcome="message",
+            deliveries=1,
+            received_at=datetime.fromtimestamp(now, UTC),
+        )
+        reply = self._answer(inspection, transmission.received_at.date(), now)
+        if reply is None:
+            # A 2-2 or an acknowledgement of a letter: the prefecture does not answer them.
+            stored = self.store.record(transmission, now, None)
+        else:
+            stored = self.store.record(transmission, now, reply)
+            self._new_message.set()
+        log.info("prefecture.message_received", kind=inspection.kind, key=key)
+        return stored
+
+    def _answer(self, inspection: Inspection, day: date, now: float) -> NewMessage | None:
+        available = now + self.config.ack_delay
+        root, kind = inspection.acte, inspection.kind
+        identifiant = inspection.identifiant_acte
+        stem = identifiant or f"{inspection.departement}-{inspection.siren}---"
+        if kind == "Annulation":
+            content = replies.accuse_annulation(identifiant, day)
+            return NewMessage("6-2", stem, content, available)
+        if kind == "DemandeClassification":
+            held = root.findtext(qname("DateClassification"))
+            if held == self.classification_date.isoformat():
+                content = replies.classification_inchangee(self.classification_date)
+                return NewMessage("7-3", stem, content, available, (), inspection.departement)
+            return NewMessage(
+                "7-2", stem, self.classification_xml, available, (), inspection.departement
+            )
+        date_courrier = root.get(qname("DateCourrierPref")) or day.isoformat()
+        if kind in ("PieceComplementaire", "RefusPieceComplementaire"):
+            content = replies.accuse_reponse(
+                "ARPieceComplementaire", identifiant, date_courrier, day
+            )
+            return NewMessage("3-5", stem, content, available)
+        if kind in ("ReponseLettreObservations", "RejetLettreObservations"):
+            content = replies.accuse_reponse(
+                "ARReponseRejetLettreObservations", identifiant, date_courrier, day
+            )
+            return NewMessage("4-5", stem, content, available)
+        return None
+
+    def send_letter(self, identifiant_acte: str, letter: OperatorLetter) -> None:
+        """Queue a letter of the prefecture about an acte it acknowledged (operator's use)."""
+        accepted = self.store.accepted(identifiant_acte)
+        if accepted is None:
+            raise NotFound(f"The prefecture never acknowledged an acte {identifiant_acte}")
+        root_kind, code = LETTER_KINDS[letter.kind]
+        now = self.config.clock()
+        day = datetime.fromtimestamp(now, UTC).date()
+        pdf_name = f"99_AU-{identifiant_acte}-{code}_1.pdf"
+        content = replies.courrier(root_kind, identifiant_acte, day, letter.texte, [pdf_name])
+        message = NewMessage(
+            code, identifiant_acte, content, now, files=((pdf_name, _letter_pdf()),)
+        )
+        self.store.queue(accepted.id, identifiant_acte, message)
+        self._new_message.set()
+        log.info("prefecture.letter_sent", identifiant_acte=identifiant_acte, code=code)
+
     def _reply(self, inspection: Inspection, day: date, now: float) -> NewMessage:
         available = now + self.config.ack_delay
-        classification = self.config.classification_date
+        classification = self.classification_date
         if inspection.anomalies:
             nature = inspection.anomalies[0][0]
             detail = " ; ".join(text for _, text in inspection.anomalies)
@@ -242,6 +367,22 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> FastAPI:
             raise NotFound(f"No transmission {transmission_id}")
         return _receipt(transmission)
 
+    @app.post("/v1/operator/actes/{identifiant_acte}/letters", status_code=202, tags=["operator"])
+    async def send_letter(identifiant_acte: str, letter: OperatorLetter) -> dict[str, str]:
+        """Make the prefecture send a letter (2-1, 3-1, 4-1) or a déféré (5-1) about an acte."""
+        simulator.send_letter(identifiant_acte, letter)
+        return {"identifiant_acte": identifiant_acte, "kind": letter.kind}
+
+    @app.put("/v1/operator/classification", status_code=204, tags=["operator"])
+    async def put_classification(request: Request) -> Response:
+        """Replace the prefecture's classification (a RetourClassification, ISO-8859-1)."""
+        body = await _read_body(request, 5 * 1024 * 1024)
+        try:
+            simulator.set_classification(body)
+        except ActesXmlError as exc:
+            raise BadRequest(f"Not a valid RetourClassification: {exc}") from exc
+        return Response(status_code=204)
+
     @app.get("/v1/messages")
     async def get_messages(
         after: Annotated[int, Query(ge=0)] = 0,
@@ -289,8 +430,25 @@ def _receipt(transmission: Transmission) -> dict[str, Any]:
     }
 
 
+def _letter_pdf() -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(595, 842)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
 def _message(message: QueuedMessage) -> dict[str, Any]:
     return {
+        "departement": message.departement,
+        "files": [
+            {
+                "name": name,
+                "media_type": "application/pdf",
+                "content_base64": base64.b64encode(content).decode("ascii"),
+            }
+            for name, content in message.files
+        ],
         "cursor": str(message.seq),
         "code": message.code,
         "filename": message.filename,

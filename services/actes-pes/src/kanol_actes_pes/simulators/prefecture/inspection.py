@@ -56,6 +56,9 @@ class Inspection:
     identifiant_acte: str
     acte: etree._Element
     anomalies: list[tuple[str, str]] = field(default_factory=list)
+    # The message's root: ``Acte`` for a dépôt (1-1), else Annulation, DemandeClassification,
+    # PieceComplementaire... (messages after the dépôt, answered without an anomalie).
+    kind: str = "Acte"
 
 
 def read_archive(data: bytes, limits: Limits) -> dict[str, bytes]:
@@ -108,7 +111,10 @@ def inspect(files: dict[str, bytes]) -> Inspection:
     departement = idcl.get(qname("Departement"), "")
 
     message_name = _single_message(enveloppe, files)
-    acte = _parse(message_name, files[message_name], "Acte")
+    acte = _parse(message_name, files[message_name], None)
+    kind = actes_xml.local_name(acte)
+    if kind != "Acte":
+        return _inspect_message(siren, departement, kind, acte, message_name, files)
     identifiant = _identifiant(departement, siren, acte)
     inspection = Inspection(siren, departement, identifiant, acte)
 
@@ -143,12 +149,49 @@ def _single_message(enveloppe: etree._Element, files: dict[str, bytes]) -> str:
     return names[0]
 
 
-def _parse(name: str, data: bytes, expected_root: str) -> etree._Element:
+SENT_BY_AUTHORITY = frozenset(
+    {
+        "Annulation",
+        "DemandeClassification",
+        "ReponseCourrierSimple",
+        "RefusPieceComplementaire",
+        "PieceComplementaire",
+        "RejetLettreObservations",
+        "ReponseLettreObservations",
+        "ARDemandePieceComplementaire",
+        "ARLettreObservations",
+    }
+)
+
+
+def _inspect_message(
+    siren: str,
+    departement: str,
+    kind: str,
+    root: etree._Element,
+    name: str,
+    files: dict[str, bytes],
+) -> Inspection:
+    """A message after the dépôt: every file it names is in the archive, and nothing else."""
+    if kind not in SENT_BY_AUTHORITY:
+        raise ArchiveRefused(f"{name}: a {kind} is not a message an authority sends")
+    identifiant = root.get(qname("IDActe")) or ""
+    named = {(element.text or "").strip() for element in root.iter(qname("NomFichier"))}
+    missing = sorted(named - set(files))
+    if missing:
+        raise ArchiveRefused(f"{name} names files the archive does not hold: {missing}")
+    for file_name in named:
+        if not _is_pdf(files[file_name]):
+            raise ArchiveRefused(f"{file_name} is not a readable PDF")
+    return Inspection(siren, departement, identifiant, root, kind=kind)
+
+
+def _parse(name: str, data: bytes, expected_root: str | None) -> etree._Element:
     try:
         root = actes_xml.parse(data)
     except ActesXmlError as exc:
         raise ArchiveRefused(f"{name}: {exc}") from exc
-    if actes_xml.local_name(root) != expected_root:
+    if expected_root is not None and actes_xml.local_name(root) != expected_root:
         raise ArchiveRefused(
             f"{name}: a {actes_xml.local_name(root)} where a {expected_root} was expected"
             " (the simulator handles the dépôt of an acte, message 1-1, only)"

@@ -8,6 +8,9 @@ platform, not a country.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -41,6 +44,11 @@ CREATE TABLE IF NOT EXISTS message (
     available_epoch REAL NOT NULL
 );
 """
+# Columns added after the first release of the simulator: added to an older state file.
+_ADDED_COLUMNS = (
+    "ALTER TABLE message ADD COLUMN files TEXT",
+    "ALTER TABLE message ADD COLUMN departement TEXT",
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class QueuedMessage:
     filename: str
     content: bytes
     created_at: datetime
+    files: tuple[tuple[str, bytes], ...] = ()
+    departement: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,8 @@ class NewMessage:
     filename_stem: str
     content: bytes
     available_epoch: float
+    files: tuple[tuple[str, bytes], ...] = ()
+    departement: str | None = None
 
 
 class SimulatorStore:
@@ -86,6 +98,9 @@ class SimulatorStore:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            for statement in _ADDED_COLUMNS:
+                with contextlib.suppress(sqlite3.OperationalError):
+                    self._db.execute(statement)
 
     def close(self) -> None:
         self._db.close()
@@ -151,7 +166,9 @@ class SimulatorStore:
             ).fetchone()
         return row is not None
 
-    def record(self, transmission: Transmission, epoch: float, message: NewMessage) -> Transmission:
+    def record(
+        self, transmission: Transmission, epoch: float, message: NewMessage | None
+    ) -> Transmission:
         """Store a transmission and the reply it will get, at once; a known key wins."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -170,7 +187,7 @@ class SimulatorStore:
                 raise
         return transmission
 
-    def _insert(self, transmission: Transmission, epoch: float, message: NewMessage) -> None:
+    def _insert(self, transmission: Transmission, epoch: float, message: NewMessage | None) -> None:
         self._db.execute(
             "INSERT INTO transmission (id, idempotency_key, identifiant_acte, siren,"
             " archive_name, archive_sha256, size, outcome, deliveries, received_at,"
@@ -188,19 +205,47 @@ class SimulatorStore:
                 epoch,
             ),
         )
+        if message is not None:
+            self._insert_message(transmission.id, transmission.identifiant_acte, message)
+
+    def _insert_message(
+        self, transmission_id: str | None, identifiant_acte: str | None, message: NewMessage
+    ) -> None:
+        files = json.dumps(
+            [[name, base64.b64encode(content).decode()] for name, content in message.files]
+        )
         self._db.execute(
             "INSERT INTO message (transmission_id, identifiant_acte, code, filename_stem,"
-            " content, created_at, available_epoch) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " content, created_at, available_epoch, files, departement)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                transmission.id,
-                transmission.identifiant_acte,
+                transmission_id,
+                identifiant_acte,
                 message.code,
                 message.filename_stem,
                 message.content,
                 datetime.now(UTC).isoformat(),
                 message.available_epoch,
+                files,
+                message.departement,
             ),
         )
+
+    def queue(
+        self, transmission_id: str | None, identifiant_acte: str | None, message: NewMessage
+    ) -> None:
+        """Queue a message of the prefecture's own initiative (a letter, a déféré)."""
+        with self._lock:
+            self._insert_message(transmission_id, identifiant_acte, message)
+
+    def accepted(self, identifiant_acte: str) -> Transmission | None:
+        """The acte's accepted dépôt, if the prefecture received one."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM transmission WHERE identifiant_acte = ? AND outcome = 'accepted'",
+                (identifiant_acte,),
+            ).fetchone()
+        return _transmission(row) if row else None
 
     def messages_after(self, after: int, now_epoch: float, limit: int) -> list[QueuedMessage]:
         """Messages whose time has come, in order, after ``after``.
@@ -243,7 +288,12 @@ def _transmission(row: sqlite3.Row) -> Transmission:
 
 
 def _message(row: sqlite3.Row) -> QueuedMessage:
+    files = tuple(
+        (str(name), base64.b64decode(content)) for name, content in json.loads(row["files"] or "[]")
+    )
     return QueuedMessage(
+        files=files,
+        departement=row["departement"],
         seq=row["seq"],
         transmission_id=row["transmission_id"],
         identifiant_acte=row["identifiant_acte"],
