@@ -46,3 +46,4 @@ bench: sync ## Print throughput and latency figures (bench/)
 	@bash scripts/kafka.sh fetch
 	$(UV) run --frozen python -m bench.bus
 	$(UV) run --frozen python -m bench.flow
+	$(UV) run --frozen python -m bench.pes
