@@ -31,16 +31,35 @@ def description(
     archival_agency: str = ARCHIVAL_AGENCY,
 ) -> TransferDescription:
     """A transfer of ``files`` (path in the package to content), each digest right."""
+    announced = [
+        (path, len(content), hashlib.sha512(content).hexdigest()) for path, content in files.items()
+    ]
+    return description_of(
+        announced,
+        siren=siren,
+        message_identifier=message_identifier,
+        archival_agency=archival_agency,
+    )
+
+
+def description_of(
+    announced: list[tuple[str, int, str]],
+    *,
+    siren: str,
+    message_identifier: str = "MSG-1",
+    archival_agency: str = ARCHIVAL_AGENCY,
+) -> TransferDescription:
+    """A transfer of files given as (path in the package, size, SHA-512)."""
     objects = tuple(
         DataObject(
             id=f"BDO{position}",
             uri=path,
             filename=path.rsplit("/", 1)[-1],
             media_type="application/pdf",
-            size=len(content),
-            sha512=hashlib.sha512(content).hexdigest(),
+            size=size,
+            sha512=sha512,
         )
-        for position, (path, content) in enumerate(files.items(), start=1)
+        for position, (path, size, sha512) in enumerate(announced, start=1)
     )
     unit = ArchiveUnitDescription(
         id="AU1",

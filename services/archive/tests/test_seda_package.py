@@ -20,7 +20,7 @@ from .seda_samples import ARCHIVAL_AGENCY, description, manifest, with_digest, z
 SIREN = "213502388"
 OTHER_SIREN = "222200001"
 LIMITS = PackageLimits(max_files=10, max_unpacked_bytes=10 * 1024 * 1024, max_compression_ratio=50)
-EXPECTED = ExpectedAgencies(ARCHIVAL_AGENCY, SIREN)
+EXPECTED = ExpectedAgencies(ARCHIVAL_AGENCY, SIREN, {SIREN: None, OTHER_SIREN: None})
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 FILES = {"content/a.pdf": b"%PDF-1.7 a" * 100, "content/b.pdf": b"%PDF-1.7 b" * 100}
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import tracemalloc
 import uuid
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,12 +21,14 @@ from kanol_archive.seda.schema import SedaVersion, parse, validation_errors
 from kanol_archive.settings import ArchiveSettings
 from kanol_common.envelope import decode, header_map
 from kanol_common.events.archive import ArchiveDeposited, TransferRejected
+from kanol_common.events.identity import OrganisationRegistered
+from kanol_common.organisations import apply_organisation
 from kanol_common.runtime import ServiceRuntime
 from kanol_common.testing.auth import TokenFactory
 from kanol_common.testing.delivery import read_topic, wait_until
 
 from .conftest import OTHER_SIREN, SIREN, bearer, object_path
-from .seda_samples import description, manifest, with_digest, zip_package
+from .seda_samples import description, description_of, manifest, with_digest, zip_package
 
 pytestmark = pytest.mark.usefixtures("archive_app")
 
@@ -237,10 +245,10 @@ async def test_a_fingerprint_mismatch_is_refused_with_every_reason_and_nothing_k
 @pytest.mark.parametrize(
     ("agency", "reason"),
     [
-        # Rennes Métropole: a real organisation, but not the caller.
-        ("243500139", "is not the caller's organisation"),
-        # Nine digits that fail the SIREN checksum: no organisation has them.
-        (OTHER_SIREN, "is not a known organisation's SIREN"),
+        # An organisation of the platform, but not the caller.
+        (OTHER_SIREN, "is not the caller's organisation"),
+        # Rennes Métropole's SIREN: a real one, but not an organisation of the platform.
+        ("243500139", "is not an organisation of the platform"),
     ],
 )
 async def test_a_transfer_for_another_or_an_unknown_organisation_is_refused(
@@ -255,7 +263,40 @@ async def test_a_transfer_for_another_or_an_unknown_organisation_is_refused(
     _, events, _ = _reply(response)
     failures = [message for type_code, outcome, message in events if outcome == "KO"]
     assert any(m.startswith("TransferringAgency") and reason in m for m in failures), failures
-    assert any(m.startswith("OriginatingAgencyIdentifier") and reason in m for m in failures)
+    assert any(m.startswith("OriginatingAgencyIdentifier") for m in failures), failures
+
+
+async def test_an_epci_transfers_for_one_of_its_communes(
+    archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    commune = "210800041"
+    async with archive_app.state.runtime.database.session() as session:
+        await apply_organisation(
+            session,
+            OrganisationRegistered(
+                siren=commune,
+                name="Commune de la métropole",
+                kind="commune",
+                departement="035",
+                parent_siren=SIREN,
+            ),
+        )
+        await session.commit()
+    files = _files()
+    described = replace(
+        description(files, siren=SIREN, message_identifier=_message_id()),
+        originating_agency=commune,
+        submission_agency=commune,
+    )
+
+    response = await _post_zip(api, tokens, zip_package(manifest(described), files))
+    stranger = replace(described, message_identifier=_message_id(), transferring_agency=commune)
+    refused = await _post_zip(api, tokens, zip_package(manifest(stranger), files))
+
+    assert response.status_code == 201, response.text
+    detail = (await api.get(response.headers["location"], headers=bearer(tokens, SIREN))).json()
+    assert detail["originating_agency"] == commune
+    assert refused.status_code == 422
 
 
 async def test_another_organisation_cannot_read_the_seda_documents(
@@ -361,3 +402,45 @@ async def test_an_idempotency_key_replays_the_first_answer(
     assert await _count_archives(archive_app) == archives
     assert reused.status_code == 422
     assert reused.json()["type"].endswith("/idempotency-key-reused")
+
+
+async def test_a_large_package_streams_through_without_being_held_in_memory(
+    api: httpx.AsyncClient, tokens: TokenFactory, tmp_path: Path
+) -> None:
+    # 24 MiB of incompressible content in three files, stored as they are in the ZIP.
+    announced: list[tuple[str, int, str]] = []
+    package = tmp_path / "package.zip"
+    with zipfile.ZipFile(package, "w", compression=zipfile.ZIP_STORED) as archive:
+        for number in range(3):
+            source = tmp_path / f"scan-{number}.pdf"
+            digest = hashlib.sha512()
+            with source.open("wb") as file:
+                for _ in range(8):
+                    chunk = os.urandom(1024 * 1024)
+                    digest.update(chunk)
+                    file.write(chunk)
+            announced.append((f"content/scan-{number}.pdf", 8 * 1024 * 1024, digest.hexdigest()))
+            archive.write(source, f"content/scan-{number}.pdf")
+        described = description_of(announced, siren=SIREN, message_identifier=_message_id())
+        archive.writestr("manifest.xml", manifest(described))
+
+    async def body() -> AsyncIterator[bytes]:
+        with package.open("rb") as file:
+            while chunk := file.read(256 * 1024):
+                yield chunk
+
+    tracemalloc.start()
+    try:
+        response = await api.post(
+            "/v1/transfers",
+            content=body(),
+            headers={**bearer(tokens, SIREN, SCOPES), "Content-Type": "application/zip"},
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert response.status_code == 201, response.text
+    assert package.stat().st_size > 24 * 1024 * 1024
+    # The package went through in chunks: the peak is a few chunks, not the package.
+    assert peak < 8 * 1024 * 1024, f"peak of {peak} bytes while receiving 24 MiB"

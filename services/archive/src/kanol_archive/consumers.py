@@ -11,7 +11,9 @@ from kanol_archive.documents import (
     FetchedDocument,
 )
 from kanol_archive.repository import ArchiveRepository
+from kanol_archive.seda.journal import DepositJournal
 from kanol_archive.seda.repository import acte_key, pes_flow_key
+from kanol_archive.seda.rules import RuleSource
 from kanol_archive.service import DEFAULT_ARCHIVAL_AGENCY, ArchiveService, Deposit
 from kanol_common.consumer import EventConsumer, HandlerContext, NonRetryableError, RetryableError
 from kanol_common.events import DocumentRef, actes, pes
@@ -33,6 +35,8 @@ def build_consumer(
     *,
     group_id: str = GROUP_ID,
     archival_agency: str = DEFAULT_ARCHIVAL_AGENCY,
+    journal: DepositJournal | None = None,
+    rules: RuleSource | None = None,
 ) -> EventConsumer:
     """The ``archive`` consumer group on ``actes.events`` and ``pes.events``, added to ``runtime``.
 
@@ -42,7 +46,11 @@ def build_consumer(
 
     def service_for(ctx: HandlerContext) -> ArchiveService:
         return ArchiveService(
-            ArchiveRepository(ctx.session), store, archival_agency=archival_agency
+            ArchiveRepository(ctx.session),
+            store,
+            archival_agency=archival_agency,
+            rules=rules,
+            journal=journal,
         )
 
     @consumer.on(ActeAcknowledged)

@@ -78,7 +78,7 @@ from kanol_common.idempotency import (
     scope_of,
 )
 from kanol_common.logging import get_logger
-from kanol_common.organisations import require_subscription
+from kanol_common.organisations import get_organisation, require_subscription
 from kanol_common.runtime import DatabaseSession
 from kanol_common.storage import LocalObjectStore
 
@@ -181,7 +181,11 @@ class TransferService:
         if existing is not None:
             return await self._replay(existing, package.manifest)
 
-        expected = ExpectedAgencies(self.settings.archival_agency_identifier, caller.siren)
+        expected = ExpectedAgencies(
+            self.settings.archival_agency_identifier,
+            caller.siren,
+            await self._organisations(transfer),
+        )
         report = await anyio.to_thread.run_sync(check_transfer, transfer, package, expected, now)
         if not report.ok:
             return await self.refuse(
@@ -191,6 +195,24 @@ class TransferService:
                 events=report.events,
             )
         return await self._deposit(transfer, package, report, caller)
+
+    async def _organisations(self, transfer: ReceivedTransfer) -> dict[str, str | None]:
+        """The organisations the manifest names that the platform knows, with their EPCI."""
+        named = {
+            siren
+            for siren in (
+                transfer.transferring_agency,
+                transfer.originating_agency,
+                transfer.submission_agency,
+            )
+            if siren
+        }
+        known: dict[str, str | None] = {}
+        for siren in sorted(named):
+            organisation = await get_organisation(self.session, siren)
+            if organisation is not None and organisation.name is not None:
+                known[siren] = organisation.parent_siren
+        return known
 
     async def refuse(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,15 +26,24 @@ from kanol_archive.seda.reply import (
     ReplyCode,
     ReplyEvent,
 )
-from kanol_common.siren import is_valid_siren
 
 
 @dataclass(frozen=True)
 class ExpectedAgencies:
-    """Who may appear in a transfer sent by this caller to this archive."""
+    """Who may appear in a transfer sent by this caller to this archive.
+
+    ``organisations`` maps each SIREN the manifest names to the SIREN of the organisation
+    that covers it (its EPCI), for those the platform knows; a SIREN absent from it is an
+    unknown agency.
+    """
 
     archival_agency: str
     caller_siren: str
+    organisations: Mapping[str, str | None] = field(default_factory=dict)
+
+    def covers(self, siren: str) -> bool:
+        """Whether the caller may transfer for ``siren``: itself, or a commune of its EPCI."""
+        return siren == self.caller_siren or self.organisations.get(siren) == self.caller_siren
 
 
 @dataclass(frozen=True)
@@ -136,12 +146,14 @@ def _agency_failures(
     for name, identifier in agencies:
         if identifier is None and name != "TransferringAgency":
             continue
-        if not identifier or not is_valid_siren(identifier):
-            failures.append((None, f"{name} {identifier!r} is not a known organisation's SIREN"))
-        elif identifier != expected.caller_siren and name != "SubmissionAgencyIdentifier":
-            # TODO: an EPCI may not transfer for its communes yet: the organisations'
-            # projection that says which communes an EPCI covers is not consulted here.
+        if not identifier or identifier not in expected.organisations:
+            failures.append((None, f"{name} {identifier!r} is not an organisation of the platform"))
+        elif name == "TransferringAgency" and identifier != expected.caller_siren:
             failures.append((None, f"{name} {identifier} is not the caller's organisation"))
+        elif name == "OriginatingAgencyIdentifier" and not expected.covers(identifier):
+            failures.append(
+                (None, f"{name} {identifier} is neither the caller nor one of its communes")
+            )
     return failures
 
 
