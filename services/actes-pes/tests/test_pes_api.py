@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kanol_actes_pes.pes.testing import TestPki
+from kanol_common.testing.organisations import seed_organisation
 
 from .conftest import OTHER_SIREN, PES_SAMPLE, Pes
 
@@ -120,6 +121,17 @@ async def test_a_flow_of_another_organisation_is_forbidden(pes: Pes) -> None:
         pes, pes.flow(), 403, "pes-other-organisation", headers=pes.headers(OTHER_SIREN)
     )
     assert "75580064600099" in detail and OTHER_SIREN in detail
+
+
+async def test_an_organisation_without_the_pes_subscription_is_refused(pes: Pes) -> None:
+    siren = "253514491"
+    await seed_organisation(pes.app.state.runtime.database, siren, services=("actes",))
+
+    response = await pes.post(pes.flow(id_coll=f"{siren}00016"), headers=pes.headers(siren))
+
+    assert response.status_code == 403
+    assert problem_of(response.json()) == "not-subscribed"
+    assert await pes.counts() == NOTHING
 
 
 async def test_a_byte_changed_after_signing_is_refused(pes: Pes) -> None:

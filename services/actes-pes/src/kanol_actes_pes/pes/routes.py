@@ -48,6 +48,7 @@ from kanol_common.idempotency import (
     request_fingerprint,
     scope_of,
 )
+from kanol_common.organisations import require_subscription
 from kanol_common.runtime import DatabaseSession
 from kanol_common.storage import LocalObjectStore
 
@@ -74,7 +75,8 @@ def get_context(request: Request) -> PesContext:
 
 
 ContextDep = Annotated[PesContext, Depends(get_context)]
-Writer = Annotated[Caller, Depends(require_scopes(SCOPE_WRITE))]
+# Posting needs the organisation's PES subscription; reads and service fetches do not.
+Writer = Annotated[Caller, Depends(require_subscription("pes", SCOPE_WRITE))]
 Reader = Annotated[Caller, Depends(require_scopes(SCOPE_READ))]
 AnyCaller = Annotated[Caller, Depends(require_scopes())]
 
