@@ -275,8 +275,6 @@ class ArchiveService:
             return None
 
         self.repository.add_objects(objects)
-        # TODO: the retention schedule (appraisal date, final action, approval) is not
-        # written at deposit yet; the rules only live in the manifest until it is.
         await self.journal.record(
             self.repository.session,
             operation=DEPOSITED,

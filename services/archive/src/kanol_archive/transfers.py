@@ -284,6 +284,9 @@ class TransferService:
     async def _deposit(
         self, transfer: ReceivedTransfer, package: Package, report: IngestReport, caller: Caller
     ) -> TransferOutcome:
+        # TODO: the AppraisalRule and AccessRule the sender wrote in its manifest are kept in
+        # the manifest only: retention applies the archive's rule for every API transfer
+        # (kind "transfer"), so a sender cannot yet ask for a shorter or longer term.
         archive = Archive(
             id=new_id(),
             siren=caller.siren,
@@ -482,6 +485,27 @@ _ATR_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
     summary="Transfer a SEDA 2.1 or 2.2 package to the archive",
     response_class=Response,
     responses=_ATR_RESPONSE,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                MULTIPART_MEDIA_TYPE: {
+                    "schema": {
+                        "type": "object",
+                        "required": [MANIFEST_PART],
+                        "properties": {
+                            MANIFEST_PART: {"type": "string", "format": "binary"},
+                            "file": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            },
+                        },
+                    }
+                },
+            },
+        }
+    },
     description=(
         "Body: a ZIP (`application/zip`) of `manifest.xml` and the files its "
         "`BinaryDataObject/Uri` name, or `multipart/form-data` with a `manifest` file part "
