@@ -220,3 +220,23 @@ async def test_another_organisations_flow_is_not_found(pes: Pes) -> None:
         response = await pes.http.get(f"/v1/pes/flows/{flow_id}{path}", headers=other)
         assert response.status_code == 404, path
         assert problem_of(response.json()) == "pes-flow-not-found"
+
+
+async def test_every_pes_operation_documents_an_example(pes: Pes) -> None:
+    document = (await pes.http.get("/openapi.json")).json()
+    operations = [
+        (path, method, operation)
+        for path, methods in document["paths"].items()
+        if path.startswith("/v1/pes/")
+        for method, operation in methods.items()
+    ]
+
+    assert len(operations) == 9
+    for path, method, operation in operations:
+        examples = [
+            content["example"]
+            for response in operation["responses"].values()
+            for content in response.get("content", {}).values()
+            if "example" in content
+        ]
+        assert examples, f"{method.upper()} {path} has no example"
