@@ -169,6 +169,25 @@ async def test_a_multipart_transfer_is_archived(
     assert _reply(response)[0] == "OK"
 
 
+async def test_a_multipart_file_named_outside_the_package_is_refused(
+    archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    files = {"content/a.pdf": b"%PDF a"}
+    sent = manifest(description(files, siren=SIREN, message_identifier=_message_id()))
+    parts = [
+        ("manifest", ("manifest.xml", sent, "application/xml")),
+        ("file", ("../../content/a.pdf", files["content/a.pdf"], "application/pdf")),
+    ]
+    archives = await _count_archives(archive_app)
+
+    response = await api.post("/v1/transfers", files=parts, headers=bearer(tokens, SIREN, SCOPES))
+
+    assert response.status_code == 422
+    _, events, _ = _reply(response)
+    assert any("leaves the package" in message for _, _, message in events), events
+    assert await _count_archives(archive_app) == archives
+
+
 async def test_the_same_transfer_twice_makes_one_archive_and_the_same_atr(
     archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory
 ) -> None:
@@ -323,6 +342,15 @@ async def test_another_organisation_cannot_read_the_seda_documents(
         (zip_package(b"<x/>", {"content/zeros.bin": b"\0" * (3 * 1024 * 1024)}), "ratio"),
         (zip_package(None, {"content/a.pdf": b"a"}), "manifest.xml"),
         (zip_package(b"<ArchiveTransfer xmlns='urn:x'/>", {}), "namespace"),
+        (
+            zip_package(
+                b'<?xml version="1.0"?><!DOCTYPE t [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+                b'<ArchiveTransfer xmlns="fr:gouv:culture:archivesdefrance:seda:v2.1">&e;'
+                b"</ArchiveTransfer>",
+                {},
+            ),
+            "DTD",
+        ),
     ],
 )
 async def test_a_hostile_or_broken_package_gets_an_atr_ko(
