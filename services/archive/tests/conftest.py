@@ -3,9 +3,10 @@ server on loopback standing for actes-pes and identity."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,8 +15,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from kanol_archive.app import create_app
+from kanol_archive.app import MIGRATIONS_DIR, create_app
+from kanol_archive.documents import FetchedDocument
+from kanol_archive.repository import ArchiveRepository
+from kanol_archive.service import ArchiveService, Deposit
 from kanol_archive.settings import ArchiveSettings
+from kanol_common.db import Database, upgrade_to_head
 from kanol_common.envelope import CloudEvent
 from kanol_common.events import DocumentRef
 from kanol_common.events.actes import ActeAcknowledged
@@ -157,3 +162,61 @@ async def publish_again(settings: ArchiveSettings, event: CloudEvent) -> None:
 
 def object_path(settings: ArchiveSettings, sha256: str) -> Path:
     return settings.objects_dir() / sha256[:2] / sha256[2:4] / sha256
+
+
+Depositor = Callable[..., Awaitable[Deposit]]
+
+
+@pytest.fixture
+def make_archive(archive_app: FastAPI, document_server: DocumentServer) -> Depositor:
+    """Makes an archive as the consumer would, through the service, without the broker.
+
+    ``make_archive(siren, *contents, nature=1, objet=None, date_decision=None)``: the first
+    content is the acte, the second its ARActe.
+    """
+
+    async def make(
+        siren: str = SIREN,
+        *contents: bytes,
+        nature: int = 1,
+        objet: str | None = None,
+        date_decision: date | None = None,
+    ) -> Deposit:
+        documents = [
+            Document(f"doc-{uuid.uuid4().hex}", content, role=role)
+            for content, role in zip(
+                contents or (b"%PDF-1.7 acte",), ("acte", "ar_acte"), strict=False
+            )
+        ]
+        refs = tuple(document.ref(document_server) for document in documents)
+        data = acknowledged(refs, siren=siren)
+        changes: dict[str, object] = {"nature": nature}
+        if objet is not None:
+            changes["objet"] = objet
+        if date_decision is not None:
+            changes["date_decision"] = date_decision
+        data = data.model_copy(update=changes)
+        source = CloudEvent.new(data, source="actes-pes", subject=data.acte_id, tenant=siren)
+        fetched = [
+            FetchedDocument(ref, document.content)
+            for ref, document in zip(refs, documents, strict=True)
+        ]
+        runtime: ServiceRuntime = archive_app.state.runtime
+        async with runtime.database.session() as session:
+            service = ArchiveService(ArchiveRepository(session), archive_app.state.object_store)
+            made = await service.deposit_acte(data, source, fetched)
+            await session.commit()
+        assert made is not None
+        return made
+
+    return make
+
+
+@pytest.fixture
+async def empty_database(postgres_database: Callable[[str], str]) -> AsyncIterator[Database]:
+    """A migrated archive database of its own, empty, so that its logbook starts at 1."""
+    url = postgres_database("archive_empty")
+    await asyncio.to_thread(upgrade_to_head, MIGRATIONS_DIR, url)
+    database = Database(url)
+    yield database
+    await database.dispose()

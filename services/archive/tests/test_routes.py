@@ -4,52 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from kanol_archive.documents import FetchedDocument
-from kanol_archive.repository import ArchiveRepository
-from kanol_archive.service import ArchiveService, Deposit
-from kanol_common.envelope import CloudEvent
-from kanol_common.runtime import ServiceRuntime
 from kanol_common.testing.auth import TokenFactory
 
-from .conftest import OTHER_SIREN, SIREN, Document, acknowledged, bearer
-from .document_server import DocumentServer
-
-Depositor = Callable[..., Awaitable[Deposit]]
-
-
-@pytest.fixture
-def make_archive(archive_app: FastAPI, document_server: DocumentServer) -> Depositor:
-    """Makes an archive as the consumer would, through the service, without the broker."""
-
-    async def make(siren: str = SIREN, *contents: bytes) -> Deposit:
-        documents = [
-            Document(f"doc-{uuid.uuid4().hex}", content, role=role)
-            for content, role in zip(
-                contents or (b"%PDF-1.7 acte",), ("acte", "ar_acte"), strict=False
-            )
-        ]
-        refs = tuple(document.ref(document_server) for document in documents)
-        data = acknowledged(refs, siren=siren)
-        source = CloudEvent.new(data, source="actes-pes", subject=data.acte_id, tenant=siren)
-        fetched = [
-            FetchedDocument(ref, document.content)
-            for ref, document in zip(refs, documents, strict=True)
-        ]
-        runtime: ServiceRuntime = archive_app.state.runtime
-        async with runtime.database.session() as session:
-            service = ArchiveService(ArchiveRepository(session), archive_app.state.object_store)
-            made = await service.deposit_acte(data, source, fetched)
-            await session.commit()
-        assert made is not None
-        return made
-
-    return make
+from .conftest import OTHER_SIREN, SIREN, Depositor, bearer
 
 
 async def test_an_archive_shows_its_objects_and_fingerprints(

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from kanol_archive import routes, transfers
+from kanol_archive import logbook, retention, routes, transfers
 from kanol_archive.consumers import build_consumer
 from kanol_archive.documents import DOCUMENTS_SCOPE, DocumentFetcher
+from kanol_archive.logbook import Logbook
+from kanol_archive.retention import RetentionRules
 from kanol_archive.seda.schema import load_schemas
 from kanol_archive.settings import ArchiveSettings
 from kanol_common.auth import ServiceTokenProvider
 from kanol_common.http import create_app as create_service_app
 from kanol_common.organisations import build_organisation_consumer
 from kanol_common.runtime import ServiceRuntime
-from kanol_common.storage import LocalObjectStore
+from kanol_common.storage import ObjectStore, object_store
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -25,7 +28,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
     settings = settings or ArchiveSettings()
     runtime = ServiceRuntime(settings, MIGRATIONS_DIR)
-    store = LocalObjectStore(settings.objects_dir())
+    store = object_store(settings.storage, settings.objects_dir(), settings.s3_location())
+    retention_rules = RetentionRules()
     tokens = ServiceTokenProvider(
         settings, settings.archive_client_id, settings.archive_client_secret, [DOCUMENTS_SCOPE]
     )
@@ -35,7 +39,14 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
         max_bytes=settings.max_document_bytes,
         trusted_origins=settings.trusted_document_origins,
     )
-    build_consumer(runtime, fetcher, store, archival_agency=settings.archival_agency_identifier)
+    # TODO(E): type the deposit path's store as kanol_common.storage.ObjectStore, then drop
+    # this ignore; with KANOL_STORAGE=s3 it gets an S3ObjectStore.
+    build_consumer(
+        runtime,
+        fetcher,
+        store,  # type: ignore[arg-type]
+        archival_agency=settings.archival_agency_identifier,
+    )
     # identity's organisations and subscriptions, for require_subscription on the routes.
     build_organisation_consumer(runtime)
 
@@ -48,18 +59,67 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
         await load_schemas()
         try:
             async with runtime.lifespan(app):
-                yield
+                async with runtime.database.session() as session:
+                    await retention_rules.load(session)
+                async with _trust_tasks(settings, runtime, store, retention_rules):
+                    yield
         finally:
             await fetcher.close()
+            await store.close()
 
     app = create_service_app(
         settings,
         title="Kanol archive",
         description="The regional electronic archive: archives, their objects and fingerprints.",
-        routers=[routes.router, transfers.router],
+        routers=[
+            routes.router,
+            transfers.router,
+            routes.rules_router,
+            routes.eliminations_router,
+        ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.state.object_store = store
     app.state.document_fetcher = fetcher
+    app.state.retention_rules = retention_rules
+    app.state.logbook = Logbook()
     return app
+
+
+@asynccontextmanager
+async def _trust_tasks(
+    settings: ArchiveSettings,
+    runtime: ServiceRuntime,
+    store: ObjectStore,
+    rules: RetentionRules,
+) -> AsyncIterator[None]:
+    """The logbook's head published, and due archives proposed, periodically."""
+    tasks = []
+    if settings.logbook_seal_period_seconds > 0:
+        tasks.append(
+            asyncio.create_task(
+                logbook.keep_sealing(
+                    runtime.database,
+                    period_seconds=settings.logbook_seal_period_seconds,
+                    tenant=settings.archival_agency_identifier,
+                )
+            )
+        )
+    if settings.elimination_sweep_period_seconds > 0:
+        tasks.append(
+            asyncio.create_task(
+                retention.keep_sweeping(
+                    runtime.database,
+                    store,
+                    rules,
+                    period_seconds=settings.elimination_sweep_period_seconds,
+                )
+            )
+        )
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
 from kanol_common.settings import CommonSettings
+from kanol_common.storage import S3Location
 
 MIB = 1024 * 1024
 
@@ -37,6 +39,32 @@ class ArchiveSettings(CommonSettings):
     transfer_max_files: int = Field(default=10_000, gt=0)
     transfer_max_unpacked_bytes: int = Field(default=4 * 1024 * MIB, gt=0)
     transfer_max_compression_ratio: int = Field(default=100, gt=1)
+
+    # Object storage: "local" (objects_dir) or "s3" (an S3-compatible bucket).
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str = ""
+    s3_bucket: str = "kanol-archive"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_region: str = "us-east-1"
+    s3_prefix: str = "objects/"
+
+    # Trust: the audit's read rate (decimal MB/s, 0 for no limit), how often the logbook's
+    # head is published on archive.events, and how often due archives are proposed for
+    # elimination (0 turns a periodic task off; the commands stay).
+    audit_rate_mb_per_second: float = Field(default=50.0, ge=0)
+    logbook_seal_period_seconds: float = Field(default=300.0, ge=0)
+    elimination_sweep_period_seconds: float = Field(default=86_400.0, ge=0)
+
+    def s3_location(self) -> S3Location:
+        return S3Location(
+            endpoint_url=self.s3_endpoint_url,
+            bucket=self.s3_bucket,
+            access_key_id=self.s3_access_key_id,
+            secret_access_key=self.s3_secret_access_key,
+            region=self.s3_region,
+            prefix=self.s3_prefix,
+        )
 
     def objects_dir(self) -> Path:
         return self.data_dir / "archive" / "objects"

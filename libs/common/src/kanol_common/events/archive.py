@@ -60,3 +60,36 @@ class TransferRejected(EventData):
     seda_version: str | None = None
     reasons: tuple[str, ...] = Field(description="Every reason, as the ATR's KO events say it")
     rejected_at: datetime
+
+
+class ArchiveIntegrityFailed(EventData):
+    """An audit found a stored object whose content no longer matches its fingerprints.
+
+    ``problem`` says what: ``missing`` (no content at its address), ``sha256_differs``
+    (the address no longer matches), ``sha512_differs`` (the recorded SHA-512 no longer
+    matches) or ``size_differs``. Operators restore the object from a copy.
+    """
+
+    event_type = "fr.kanol.archive.integrity.failed.v1"
+    topic = TOPIC
+
+    archive_id: str
+    siren: str = Field(pattern=r"^[0-9]{9}$")
+    document: str = Field(description="object, manifest or reply (the ATR)")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The object's address")
+    sha512: str | None = Field(default=None, description="The SHA-512 recorded at deposit")
+    problem: str
+    audit_run_id: str
+    found_at: datetime
+
+
+class LogbookSealed(EventData):
+    """The head of archive's hash-chained logbook, published so that a history rewritten
+    in the database (hashes included) disagrees with what was seen outside it."""
+
+    event_type = "fr.kanol.archive.logbook.sealed.v1"
+    topic = TOPIC
+
+    sequence: int = Field(ge=1, description="The last entry's sequence")
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="The last entry's SHA-256 hash")
+    sealed_at: datetime
