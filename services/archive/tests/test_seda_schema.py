@@ -172,6 +172,7 @@ def test_an_acte_becomes_a_valid_transfer_with_its_metadata() -> None:
         None,
     ]
     assert root.findtext(".//k:Departement", namespaces=ns) == "035"
+    assert root.findtext("s:ArchivalAgreement", namespaces=ns) == "KANOL-ACTES"
 
 
 def test_a_pes_flow_becomes_a_valid_transfer_destroyed_after_its_term() -> None:

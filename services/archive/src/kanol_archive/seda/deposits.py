@@ -25,6 +25,10 @@ from kanol_archive.seda.rules import ACTE_NATURE_CODES, ACTE_NATURE_LABELS, Depo
 from kanol_common.events.actes import ActeAcknowledged
 from kanol_common.events.pes import PesFlowAcknowledged
 
+# The service agreements under which the platform deposits for the organisations.
+ACTES_AGREEMENT = "KANOL-ACTES"
+PES_AGREEMENT = "KANOL-PES"
+
 ROLE_TITLES = {
     "acte": "Acte transmis",
     "annexe": "Annexe",
@@ -102,6 +106,7 @@ def acte_transfer(
         AppraisalRule(rules.appraisal_rule, start, rules.final_action),
         AccessRule(rules.access_rule, acte.date_decision),
         comment=f"Versement de l'acte {acte.identifiant_acte}",
+        archival_agreement=ACTES_AGREEMENT,
     )
 
 
@@ -142,6 +147,7 @@ def pes_transfer(
         AppraisalRule(rules.appraisal_rule, flow.date_ack, rules.final_action),
         AccessRule(rules.access_rule, flow.date_ack),
         comment=f"Versement du flux PES {flow.nom_fic}",
+        archival_agreement=PES_AGREEMENT,
     )
 
 
@@ -209,11 +215,13 @@ def _transfer(
     access: AccessRule,
     *,
     comment: str,
+    archival_agreement: str,
 ) -> TransferDescription:
     return TransferDescription(
         message_identifier=parties.message_identifier,
         date=parties.date,
         comment=comment,
+        archival_agreement=archival_agreement,
         archival_agency=parties.archival_agency,
         transferring_agency=parties.siren,
         originating_agency=parties.siren,
