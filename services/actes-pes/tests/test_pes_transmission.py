@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 
 from kanol_actes_pes.pes.helios.port import DepositReceipt
 from kanol_actes_pes.pes.models import PesFlow
+from kanol_actes_pes.pes.monitor import PesMonitor
 from kanol_common.envelope import decode, header_map
 from kanol_common.events.pes import PesFlowAcknowledged, PesFlowRefused
 from kanol_common.testing.delivery import read_topic
@@ -204,3 +207,20 @@ async def test_flows_are_listed_newest_first_filtered_and_paged(pes: Pes) -> Non
     assert bad.status_code == 400
     other = await pes.http.get("/v1/pes/flows", headers=pes.headers(OTHER_SIREN))
     assert other.json()["items"] == []
+
+
+async def test_a_flow_without_acknowledgement_past_the_delay_is_reported(pes: Pes) -> None:
+    flow_id = await posted(pes)
+    await pes.transmitter.run_once()
+    context = pes.app.state.pes
+    impatient = context.settings.model_copy(update={"pes_acquit_overdue_seconds": 0.001})
+    pes.app.state.pes = dataclasses.replace(context, settings=impatient)
+    await asyncio.sleep(0.01)
+
+    flow = await pes.get(flow_id)
+    overdue = await pes.http.get("/v1/pes/flows", params={"overdue": "true"}, headers=pes.headers())
+    counts = await PesMonitor(pes.app.state.runtime.database, impatient).check_once()
+
+    assert flow["state"] == "transmitted" and flow["acquit_overdue"] is True
+    assert [item["id"] for item in overdue.json()["items"]] == [flow_id]
+    assert counts == (1, 0)

@@ -17,6 +17,7 @@ from kanol_actes_pes.monitor import Monitor
 from kanol_actes_pes.pes import routes as pes_routes
 from kanol_actes_pes.pes.helios.http_client import HttpHeliosGateway
 from kanol_actes_pes.pes.helios.port import HeliosGateway
+from kanol_actes_pes.pes.monitor import PesMonitor
 from kanol_actes_pes.pes.signature import TrustAnchors
 from kanol_actes_pes.pes.transmitter import AcquitReceiver, PesTransmitter, RetourFetcher
 from kanol_actes_pes.prefecture.http_client import HttpPrefectureGateway
@@ -63,6 +64,7 @@ def create_app(
     pes_transmitter = PesTransmitter(runtime.database, store, settings, helios)
     acquit_receiver = AcquitReceiver(runtime.database, store, settings, helios)
     retour_fetcher = RetourFetcher(runtime.database, store, settings, helios)
+    pes_monitor = PesMonitor(runtime.database, settings)
     receiver = Receiver(runtime.database, store, settings, gateway)
     sender = MessageSender(runtime.database, store, settings, gateway)
     monitor = Monitor(runtime.database, settings)
@@ -90,6 +92,7 @@ def create_app(
                 tasks.append(asyncio.create_task(pes_transmitter.run(), name="pes-transmitter"))
                 tasks.append(asyncio.create_task(acquit_receiver.run(), name="pes-acquits"))
                 tasks.append(asyncio.create_task(retour_fetcher.run(), name="pes-retours"))
+                tasks.append(asyncio.create_task(pes_monitor.run(), name="pes-monitor"))
             try:
                 yield
             finally:
@@ -130,4 +133,5 @@ def create_app(
     )
     app.state.pes_acquits = acquit_receiver
     app.state.pes_retours = retour_fetcher
+    app.state.pes_monitor = pes_monitor
     return app

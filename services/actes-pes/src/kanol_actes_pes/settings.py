@@ -84,6 +84,8 @@ class ActesPesSettings(CommonSettings):
     # Hélios takes unsigned flows (the signature can be made by other means for some
     # types): by default they are accepted and flagged (signed false); false refuses them.
     pes_accept_unsigned: bool = True
+    # A flow deposited this long without a PES_ACQUIT is reported (gauge, log, API field).
+    pes_acquit_overdue_seconds: float = Field(default=12 * 3600.0, gt=0)
 
     def objects_dir(self) -> Path:
         return self.data_dir / "actes-pes" / "objects"

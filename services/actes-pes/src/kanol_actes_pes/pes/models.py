@@ -199,6 +199,7 @@ class PesFlowPublic(SQLModel):
     last_error: str | None
     date_ack: date | None
     acquit_errors: list[PesAckErrorPublic]
+    acquit_overdue: bool
     created_at: datetime
     updated_at: datetime
     transmitted_at: datetime | None

@@ -133,6 +133,19 @@ async def flow_for_acquit(
     return (await session.exec(query)).first()
 
 
+async def stalled(
+    session: AsyncSession, state: PesFlowState, since_before: datetime, limit: int = 10_000
+) -> Sequence[uuid.UUID]:
+    """Flows in ``state`` whose last move is older than ``since_before``, oldest first."""
+    query = (
+        select(PesFlow.id)
+        .where(PesFlow.state == state.value, col(PesFlow.updated_at) < since_before)
+        .order_by(col(PesFlow.updated_at))
+        .limit(limit)
+    )
+    return (await session.exec(query)).all()
+
+
 @dataclass(frozen=True)
 class FlowFilters:
     state: str | None = None
@@ -141,6 +154,8 @@ class FlowFilters:
     created_from: datetime | None = None
     created_until: datetime | None = None
     dte_str: date | None = None
+    # Transmitted without an acknowledgement since before this moment.
+    overdue_before: datetime | None = None
 
 
 async def list_flows(
@@ -160,6 +175,11 @@ async def list_flows(
         query = query.where(PesFlow.nom_fic == filters.nom_fic)
     if filters.dte_str is not None:
         query = query.where(PesFlow.dte_str == filters.dte_str)
+    if filters.overdue_before is not None:
+        query = query.where(
+            PesFlow.state == PesFlowState.TRANSMITTED.value,
+            col(PesFlow.updated_at) < filters.overdue_before,
+        )
     if filters.created_from is not None:
         query = query.where(col(PesFlow.created_at) >= filters.created_from)
     if filters.created_until is not None:

@@ -34,6 +34,7 @@ from kanol_actes_pes.pes.models import (
     PesRetourPublic,
     PesStateChangePublic,
 )
+from kanol_actes_pes.pes.monitor import overdue_cutoff
 from kanol_actes_pes.pes.signature import TrustAnchors
 from kanol_actes_pes.pes.transmitter import PesTransmitter
 from kanol_actes_pes.pes.upload import read_flow_upload
@@ -114,6 +115,7 @@ _FLOW_EXAMPLE: dict[str, Any] = {
     "helios_id": "67b2eca6-4148-49de-b4ce-d7c0326d75ae",
     "last_error": None,
     "date_ack": "2024-03-12",
+    "acquit_overdue": False,
     "acquit_errors": [
         {
             "number": 1,
@@ -307,10 +309,15 @@ async def list_flows(
     dte_str: date | None = None,
     created_from: datetime | None = None,
     created_until: datetime | None = None,
+    overdue: bool = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> PesFlowPage:
-    """Filters combine; ``next_cursor`` (when more remain) is passed back as ``cursor``."""
+    """Filters combine; ``next_cursor`` (when more remain) is passed back as ``cursor``.
+
+    ``overdue=true``: the flows deposited at Hélios still without an acknowledgement after
+    the platform's delay (``acquit_overdue`` true).
+    """
     filters = repository.FlowFilters(
         state=None if state is None else state.value,
         id_coll=id_coll,
@@ -318,6 +325,7 @@ async def list_flows(
         created_from=created_from,
         created_until=created_until,
         dte_str=dte_str,
+        overdue_before=overdue_cutoff(context.settings, service.now_utc()) if overdue else None,
     )
     flows = await repository.list_flows(
         session, caller.siren, filters, _read_cursor(cursor), limit + 1

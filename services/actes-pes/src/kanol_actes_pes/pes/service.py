@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -477,6 +477,9 @@ def flow_public(
         last_error=flow.last_error,
         date_ack=flow.date_ack,
         acquit_errors=[PesAckErrorPublic.model_validate(e) for e in flow.acquit_errors],
+        acquit_overdue=flow.state == PesFlowState.TRANSMITTED.value
+        and as_utc(flow.updated_at)
+        < now_utc() - timedelta(seconds=settings.pes_acquit_overdue_seconds),
         created_at=as_utc(flow.created_at),
         updated_at=as_utc(flow.updated_at),
         transmitted_at=_utc_or_none(flow.transmitted_at),
