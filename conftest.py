@@ -22,8 +22,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from kanol_common.storage import S3Location
+
 REPO = Path(__file__).resolve().parent
 KAFKA_SH = str(REPO / "scripts" / "kafka.sh")
+S3_SH = str(REPO / "scripts" / "s3.sh")
 POSTGRES_SH = str(REPO / "scripts" / "postgres.sh")
 
 # Two test sessions on one machine (a developer's and CI's) each set their own ports.
@@ -120,3 +123,33 @@ def postgres_database(postgres_admin_url: str) -> Iterator[Callable[[str], str]]
 def unique_topic() -> str:
     """A topic name no other test uses (brokers here auto-create topics, 3 partitions)."""
     return f"test.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def s3_location(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Location]:
+    """An S3-compatible endpoint for the session: ``KANOL_TEST_S3_ENDPOINT`` (with
+    ``KANOL_TEST_S3_ACCESS_KEY_ID`` and ``KANOL_TEST_S3_SECRET_ACCESS_KEY``) if set, else a
+    SeaweedFS started by scripts/s3.sh (built on first use) on ``KANOL_TEST_S3_PORT``.
+    Each use takes a bucket of its own: ``replace(s3_location, bucket=...)``."""
+    endpoint = os.environ.get("KANOL_TEST_S3_ENDPOINT")
+    if endpoint:
+        yield S3Location(
+            endpoint_url=endpoint,
+            bucket="kanol-test",
+            access_key_id=os.environ.get("KANOL_TEST_S3_ACCESS_KEY_ID", "kanol"),
+            secret_access_key=os.environ.get("KANOL_TEST_S3_SECRET_ACCESS_KEY", "kanol-secret"),
+        )
+        return
+
+    port = os.environ.get("KANOL_TEST_S3_PORT", "18433")
+    env = {"KANOL_S3_PORT": port, "KANOL_S3_DIR": str(tmp_path_factory.mktemp("s3"))}
+    _run(S3_SH, "start", env=env)
+    try:
+        yield S3Location(
+            endpoint_url=f"http://127.0.0.1:{port}",
+            bucket="kanol-test",
+            access_key_id="kanol",
+            secret_access_key="kanol-secret",  # noqa: S106 - scripts/s3.sh's loopback default
+        )
+    finally:
+        _run(S3_SH, "stop", env=env)
