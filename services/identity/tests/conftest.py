@@ -27,6 +27,8 @@ def identity_settings(
         token_issuer=BASE_URL,
         identity_url=BASE_URL,
         outbox_poll_seconds=0.2,
+        # The tests speak plain HTTP to the app; a Secure cookie would never come back.
+        session_cookie_secure=False,
     )
 
 
