@@ -117,19 +117,23 @@ class Actes:
         *,
         content_type: str = "application/pdf",
         headers: dict[str, str] | None = None,
+        annexes: list[bytes] | None = None,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
         content = document if document is not None else make_pdf()
-        files: dict[str, tuple[str | None, bytes, str]] = {
-            "metadata": (
-                None,
-                json.dumps(metadata or self.metadata()).encode(),
-                "application/json",
+        files: list[tuple[str, tuple[str | None, bytes, str]]] = [
+            (
+                "metadata",
+                (None, json.dumps(metadata or self.metadata()).encode(), "application/json"),
             ),
-            "acte": ("deliberation.pdf", content, content_type),
-        }
-        return await self.http.post(
-            "/v1/actes", files=files, headers=headers if headers is not None else self.headers()
-        )
+            ("acte", ("deliberation.pdf", content, content_type)),
+        ]
+        for number, annexe in enumerate(annexes or [], start=1):
+            files.append(("annexes", (f"annexe-{number}.pdf", annexe, "application/pdf")))
+        sent_headers = dict(headers if headers is not None else self.headers())
+        if idempotency_key is not None:
+            sent_headers["Idempotency-Key"] = idempotency_key
+        return await self.http.post("/v1/actes", files=files, headers=sent_headers)
 
     async def counts(self) -> dict[str, int]:
         database = self.app.state.runtime.database

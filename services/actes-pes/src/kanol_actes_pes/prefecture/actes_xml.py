@@ -25,6 +25,7 @@ ACTES_NS: Final = "http://www.interieur.gouv.fr/ACTES#v1.1-20040216"
 INSEE_NS: Final = "http://xml.insee.fr/schema"
 NSMAP: Final = {"actes": ACTES_NS, "insee": INSEE_NS}
 ENCODING: Final = "ISO-8859-1"
+LATIN_1_NAMES: Final = frozenset({"ISO-8859-1", "ISO8859-1", "LATIN-1", "LATIN1", "L1"})
 # Return messages are a few kilobytes; a classification about fifty. Anything far larger
 # is refused before the parser sees it.
 MAX_XML_BYTES: Final = 5 * 1024 * 1024
@@ -88,6 +89,10 @@ def parse(data: bytes) -> etree._Element:
     if tree.docinfo.internalDTD is not None:
         # ACTES documents never carry a DTD; one here can only be an entity trick.
         raise ActesXmlError("a document type declaration (DTD) is not accepted")
+    declared = (tree.docinfo.encoding or "UTF-8").upper().replace("_", "-")
+    if declared not in LATIN_1_NAMES:
+        # @CTES files are ISO-8859-1; another encoding is the classic UTF-8 accident.
+        raise ActesXmlError(f"ACTES documents are encoded in ISO-8859-1, this one in {declared}")
     root = tree.getroot()
     validate(root)
     return root
