@@ -367,19 +367,48 @@ async def test_a_hostile_or_broken_package_gets_an_atr_ko(
     assert await _count_archives(archive_app) == archives
 
 
+async def _chunked(data: bytes) -> AsyncIterator[bytes]:
+    # A body sent without Content-Length: the limit can only be found by counting.
+    for start in range(0, len(data), 512):
+        yield data[start : start + 512]
+
+
 async def test_an_oversize_transfer_is_cut_off_with_413(
     archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory
 ) -> None:
     settings: ArchiveSettings = archive_app.state.settings
     limit = settings.transfer_max_bytes
     settings.transfer_max_bytes = 1024
+    boundary = "kanol-boundary"
+    multipart_body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="manifest"; '
+            f'filename="manifest.xml"\r\nContent-Type: application/xml\r\n\r\n<x/>\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="content/a.pdf"\r\nContent-Type: application/pdf\r\n\r\n'
+        ).encode()
+        + b"x" * 4096
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = bearer(tokens, SIREN, SCOPES)
     try:
-        response = await _post_zip(api, tokens, b"x" * 4096)
+        announced = await _post_zip(api, tokens, b"x" * 4096)
+        zipped = await api.post(
+            "/v1/transfers",
+            content=_chunked(b"x" * 4096),
+            headers={**headers, "Content-Type": "application/zip"},
+        )
+        multipart = await api.post(
+            "/v1/transfers",
+            content=_chunked(multipart_body),
+            headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
     finally:
         settings.transfer_max_bytes = limit
 
-    assert response.status_code == 413
-    assert response.json()["type"].endswith("/transfer-too-large")
+    for response in (announced, zipped, multipart):
+        assert response.status_code == 413, response.text
+        assert response.json()["type"].endswith("/transfer-too-large")
 
 
 async def test_an_unsupported_body_or_a_missing_scope_is_refused(
