@@ -47,3 +47,4 @@ bench: sync ## Print throughput and latency figures (bench/)
 	$(UV) run --frozen python -m bench.bus
 	$(UV) run --frozen python -m bench.flow
 	$(UV) run --frozen python -m bench.pes
+	$(UV) run --frozen python -m bench.actes --skip-pes

@@ -284,3 +284,74 @@ REFRESH_RESPONSES: dict[int | str, dict[str, Any]] = {
         "The prefecture's gateway did not take the 7-1: gateway unreachable",
     ),
 }
+
+GET_ACTE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _ok("The acte", ACTE_EXAMPLE),
+    404: MESSAGES_RESPONSES[404],
+}
+
+HISTORY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _ok(
+        "The acte's history",
+        {
+            "acte_id": _ACTE_ID,
+            "items": [
+                {
+                    "state": "posted",
+                    "previous_state": None,
+                    "reason": "posted by mairie-logiciel",
+                    "changed_at": "2024-12-03T10:15:02Z",
+                },
+                {
+                    "state": "transmitted",
+                    "previous_state": "transmitting",
+                    "reason": "the prefecture's gateway took it",
+                    "changed_at": "2024-12-03T10:15:03Z",
+                },
+                {
+                    "state": "acknowledged",
+                    "previous_state": "transmitted",
+                    "reason": f"accusé de réception {_IDENTIFIANT}-1-2_12.xml",
+                    "changed_at": "2024-12-03T10:15:04Z",
+                },
+            ],
+        },
+    ),
+    404: MESSAGES_RESPONSES[404],
+}
+
+_AR_ACTE = (
+    "<?xml version='1.0' encoding='ISO-8859-1'?>\n"
+    '<actes:ARActe xmlns:actes="http://www.interieur.gouv.fr/ACTES#v1.1-20040216"'
+    f' actes:IDActe="{_IDENTIFIANT}" actes:DateReception="2024-12-03">...</actes:ARActe>'
+)
+
+DOCUMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The document's bytes (PDF, XML or the tar.gz sent)",
+        "content": {
+            "application/pdf": {"example": "%PDF-1.7 ..."},
+            "application/xml": {"example": _AR_ACTE},
+            "application/gzip": {},
+        },
+    },
+    404: _problem(
+        404,
+        "acte-document-not-found",
+        "No such document",
+        f"The acte {_ACTE_ID} has no document 'ar_acte'",
+    ),
+}
+
+CLASSIFICATION_DOCUMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The RetourClassification, ISO-8859-1",
+        "content": {
+            "application/xml": {
+                "example": "<?xml version='1.0' encoding='ISO-8859-1'?>\n"
+                "<actes:RetourClassification ...><actes:DateClassification>2019-03-01"
+                "</actes:DateClassification>...</actes:RetourClassification>"
+            }
+        },
+    },
+}

@@ -227,7 +227,12 @@ async def list_actes(
     return ActePage(items=public, next_cursor=next_cursor)
 
 
-@router.get("/{acte_id}", response_model=ActePublic, summary="An acte and where it stands")
+@router.get(
+    "/{acte_id}",
+    response_model=ActePublic,
+    summary="An acte and where it stands",
+    responses=examples.GET_ACTE_RESPONSES,
+)
 async def get_acte(
     acte_id: uuid.UUID, caller: Reader, session: SessionDep, context: ContextDep
 ) -> ActePublic:
@@ -239,6 +244,7 @@ async def get_acte(
     "/{acte_id}/history",
     response_model=HistoryPublic,
     summary="Every state the acte went through, oldest first, and why",
+    responses=examples.HISTORY_RESPONSES,
 )
 async def get_history(acte_id: uuid.UUID, caller: Reader, session: SessionDep) -> HistoryPublic:
     acte = await _acte_of(session, acte_id, caller)
@@ -259,7 +265,7 @@ async def get_history(acte_id: uuid.UUID, caller: Reader, session: SessionDep) -
     "/{acte_id}/documents/{role}",
     summary="The bytes of one of the acte's documents",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/pdf": {}, "application/xml": {}}}},
+    responses=examples.DOCUMENT_RESPONSES,
 )
 async def get_document(
     acte_id: uuid.UUID, role: str, caller: AnyCaller, session: SessionDep, context: ContextDep
@@ -516,7 +522,7 @@ async def get_classification(
     "/{departement}/document",
     summary="The RetourClassification (7-2) the current classification was read from",
     response_class=Response,
-    responses={200: {"content": {"application/xml": {}}}},
+    responses=examples.CLASSIFICATION_DOCUMENT_RESPONSES,
 )
 async def get_classification_document(
     departement: Annotated[str, Path(pattern=r"^[09][0-9][0-9AB]$")],
