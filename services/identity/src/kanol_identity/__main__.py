@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
 
 from kanol_common.db import Database, upgrade_to_head
 from kanol_common.errors import Problem
 from kanol_common.logging import configure_logging
 from kanol_common.outbox import set_default_source
-from kanol_identity import signing
+from kanol_identity import signing, sirene
 from kanol_identity.app import MIGRATIONS_DIR, create_app
 from kanol_identity.models import KNOWN_SCOPES, OrganisationKind, Service
 from kanol_identity.seed import SeedConflict, SeedRequest, seed
@@ -29,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(settings, args)
     if args.command == "seed":
         return asyncio.run(_seed(settings, args))
+    if args.command == "import-sirene":
+        return asyncio.run(_import_sirene(settings, args))
     return asyncio.run(_rotate_keys(settings))
 
 
@@ -63,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
         f"{' '.join(Service)} (absent: left as they are)",
     )
     seed_cmd.add_argument("--parent-siren", help="a commune's EPCI, a CCAS's commune")
+
+    sirene_cmd = commands.add_parser(
+        "import-sirene",
+        help="register or update organisations from a CSV in SIRENE's columns (idempotent)",
+        description=sirene.__doc__.split("\n\n")[0] if sirene.__doc__ else None,
+    )
+    sirene_cmd.add_argument("file", type=Path, help="CSV: siren, denominationUniteLegale, ...")
+    sirene_cmd.add_argument("--report", type=Path, help="also write the refused lines to a CSV")
 
     commands.add_parser("rotate-keys", help="make a new signing key current, retire the others")
     return parser
@@ -146,6 +160,43 @@ def _state(created: bool, updated: bool) -> str:
     if created:
         return "registered"
     return "updated" if updated else "unchanged"
+
+
+async def _import_sirene(settings: IdentitySettings, args: argparse.Namespace) -> int:
+    """Exit 0 when every line was imported, 1 when some were refused, 2 for a bad file."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    set_default_source(settings.service_name)
+    database = await _migrate(settings)
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task("import", total=None)
+            report = await sirene.import_file(
+                database,
+                args.file,
+                progress=lambda done: progress.update(task, completed=done),
+            )
+    except (sirene.ImportFileInvalid, OSError, UnicodeDecodeError) as exc:
+        print(f"import-sirene: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await database.dispose()
+
+    for sentence in sirene.iter_report(report):
+        print(f"import-sirene: refused {sentence}", file=sys.stderr)
+    if args.report:
+        _write_refusals(args.report, report)
+    print(f"import-sirene: {args.file}: {report.summary()}")
+    return 1 if report.refused else 0
+
+
+def _write_refusals(path: Path, report: sirene.ImportReport) -> None:
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["line", "siren", "reason"])
+        for refusal in sorted(report.refused, key=lambda refusal: refusal.line):
+            writer.writerow([refusal.line, refusal.siren, refusal.reason])
 
 
 async def _rotate_keys(settings: IdentitySettings) -> int:

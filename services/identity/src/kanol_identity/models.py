@@ -54,13 +54,17 @@ class Service(StrEnum):
 SERVICE_SCOPES: dict[Service, tuple[str, ...]] = {
     service: (f"{service.value}:write", f"{service.value}:read") for service in Service
 }
+# Elimination decisions in the archive (the archivist's role).
+SERVICE_SCOPES[Service.ARCHIVE] += ("archive:archivist",)
 # Administers one's own organisation (its agents and API clients) through the admin API.
 ORG_ADMIN_SCOPE = "org:admin"
 # The syndicate's operators: every organisation. Only an operator may grant it.
 OPERATOR_SCOPE = "identity:admin"
 # Services reading each other's documents (claim check). Only an operator may grant it.
 DOCUMENTS_SCOPE = "documents:read"
-PLATFORM_SCOPES: tuple[str, ...] = (OPERATOR_SCOPE, DOCUMENTS_SCOPE)
+# The platform's operators changing the archive's retention rules.
+ARCHIVE_ADMIN_SCOPE = "archive:admin"
+PLATFORM_SCOPES: tuple[str, ...] = (OPERATOR_SCOPE, DOCUMENTS_SCOPE, ARCHIVE_ADMIN_SCOPE)
 
 KNOWN_SCOPES: tuple[str, ...] = (
     *(scope for scopes in SERVICE_SCOPES.values() for scope in scopes),
@@ -71,6 +75,8 @@ KNOWN_SCOPES: tuple[str, ...] = (
 
 def scope_service(scope: str) -> Service | None:
     """The service a scope belongs to, or None for a scope tied to no subscription."""
+    if scope in PLATFORM_SCOPES:
+        return None
     prefix = scope.partition(":")[0]
     return Service(prefix) if prefix in Service.__members__.values() else None
 
@@ -101,7 +107,7 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
     Role.ACTES_READER: ("actes:read",),
     Role.PES_SUBMITTER: ("pes:write", "pes:read"),
     Role.PES_READER: ("pes:read",),
-    Role.ARCHIVE_ARCHIVIST: ("archive:write", "archive:read"),
+    Role.ARCHIVE_ARCHIVIST: ("archive:write", "archive:read", "archive:archivist"),
     Role.ARCHIVE_READER: ("archive:read",),
     Role.GED_USER: ("ged:write", "ged:read"),
     Role.ADS_INSTRUCTOR: ("ads:write", "ads:read"),
@@ -342,6 +348,20 @@ class ClientAuthMethod(StrEnum):
     PRIVATE_KEY_JWT = "private_key_jwt"
 
 
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
+
+
+def _checked_redirect_uris(uris: list[AnyUrl] | None) -> list[AnyUrl] | None:
+    """HTTPS, or HTTP on the loopback for native apps (RFC 8252 §7.3); never a fragment."""
+    for uri in uris or ():
+        if uri.fragment is not None:
+            raise ValueError(f"a redirect URI has no fragment: {uri}")
+        if uri.scheme == "https" or (uri.scheme == "http" and uri.host in _LOOPBACK_HOSTS):
+            continue
+        raise ValueError(f"a redirect URI must be https (or http on the loopback): {uri}")
+    return uris
+
+
 class ApiClientCreate(SQLModel):
     client_id: Annotated[str, StringConstraints(pattern=CLIENT_ID_PATTERN)] | None = Field(
         default=None, description="Chosen by the operator, or generated when absent"
@@ -367,6 +387,11 @@ class ApiClientCreate(SQLModel):
             raise ValueError(f"unknown scopes: {' '.join(unknown)}")
         return sorted(set(scopes))
 
+    @field_validator("redirect_uris")
+    @classmethod
+    def _redirect_uris(cls, uris: list[AnyUrl]) -> list[AnyUrl]:
+        return _checked_redirect_uris(uris) or []
+
 
 class ApiClientUpdate(SQLModel):
     """The fields to change; absent fields stay."""
@@ -383,6 +408,11 @@ class ApiClientUpdate(SQLModel):
         if scopes is None:
             return None
         return ApiClientCreate._known_scopes(scopes)
+
+    @field_validator("redirect_uris")
+    @classmethod
+    def _redirect_uris(cls, uris: list[AnyUrl] | None) -> list[AnyUrl] | None:
+        return _checked_redirect_uris(uris)
 
 
 class ApiClientPublic(SQLModel):
