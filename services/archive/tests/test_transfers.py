@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from sqlmodel import func, select
 
+from kanol_archive.logbook import LogbookEntry
 from kanol_archive.models import Archive
 from kanol_archive.seda.schema import SedaVersion, parse, validation_errors
 from kanol_archive.settings import ArchiveSettings
@@ -80,6 +81,13 @@ async def _count_archives(app: FastAPI) -> int:
         return int((await session.exec(select(func.count()).select_from(Archive))).one())
 
 
+async def _logbook(app: FastAPI, operation: str) -> list[LogbookEntry]:
+    runtime: ServiceRuntime = app.state.runtime
+    async with runtime.database.session() as session:
+        query = select(LogbookEntry).where(LogbookEntry.operation == operation)
+        return list((await session.exec(query)).all())
+
+
 async def _archive_events(settings: ArchiveSettings) -> list[object]:
     records = await read_topic(
         settings.kafka_bootstrap,
@@ -92,6 +100,7 @@ async def _archive_events(settings: ArchiveSettings) -> list[object]:
 
 @pytest.mark.parametrize("version", list(SedaVersion))
 async def test_a_zip_package_is_archived_and_answered_with_an_atr_ok(
+    archive_app: FastAPI,
     api: httpx.AsyncClient,
     tokens: TokenFactory,
     archive_settings: ArchiveSettings,
@@ -136,6 +145,18 @@ async def test_a_zip_package_is_archived_and_answered_with_an_atr_ok(
     assert stored_reply.content == response.content
     by_message = await api.get(f"/v1/transfers/{message_id}/reply", headers=read)
     assert by_message.content == response.content
+    (deposited_entry,) = [
+        entry
+        for entry in await _logbook(archive_app, "archive.deposited")
+        if entry.archive_id == archive_id
+    ]
+    assert deposited_entry.details["message_identifier"] == message_id
+    downloads = [
+        entry.details["which"]
+        for entry in await _logbook(archive_app, "seda_document.downloaded")
+        if entry.archive_id == archive_id
+    ]
+    assert sorted(downloads) == ["manifest", "reply", "reply"]
 
     async def announced() -> bool:
         return any(
@@ -242,6 +263,13 @@ async def test_a_fingerprint_mismatch_is_refused_with_every_reason_and_nothing_k
     assert await _count_archives(archive_app) == archives
     for content in files.values():
         assert not object_path(archive_settings, hashlib.sha256(content).hexdigest()).exists()
+    (refusal,) = [
+        entry
+        for entry in await _logbook(archive_app, "transfer.refused")
+        if entry.details.get("message_identifier") == message_id
+    ]
+    assert (refusal.outcome, refusal.siren, refusal.actor) == ("KO", SIREN, "test-client")
+    assert len(refusal.details["reasons"]) == 2
 
     async def announced() -> bool:
         return any(

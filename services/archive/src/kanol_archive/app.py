@@ -39,13 +39,13 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
         max_bytes=settings.max_document_bytes,
         trusted_origins=settings.trusted_document_origins,
     )
-    # TODO(E): type the deposit path's store as kanol_common.storage.ObjectStore, then drop
-    # this ignore; with KANOL_STORAGE=s3 it gets an S3ObjectStore.
     build_consumer(
         runtime,
         fetcher,
-        store,  # type: ignore[arg-type]
+        store,
         archival_agency=settings.archival_agency_identifier,
+        journal=Logbook(),
+        rules=retention_rules,
     )
     # identity's organisations and subscriptions, for require_subscription on the routes.
     build_organisation_consumer(runtime)

@@ -21,7 +21,7 @@ from kanol_common.events.actes import ActeAcknowledged
 from kanol_common.events.pes import PesFlowAcknowledged
 from kanol_common.logging import get_logger
 from kanol_common.runtime import ServiceRuntime
-from kanol_common.storage import LocalObjectStore
+from kanol_common.storage import ObjectStore
 
 log = get_logger(__name__)
 
@@ -31,7 +31,7 @@ GROUP_ID = "archive"
 def build_consumer(
     runtime: ServiceRuntime,
     fetcher: DocumentFetcher,
-    store: LocalObjectStore,
+    store: ObjectStore,
     *,
     group_id: str = GROUP_ID,
     archival_agency: str = DEFAULT_ARCHIVAL_AGENCY,

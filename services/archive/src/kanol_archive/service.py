@@ -3,29 +3,29 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import uuid_utils
 
 from kanol_archive.documents import FetchedDocument
+from kanol_archive.logbook import Logbook
 from kanol_archive.models import (
     Archive,
     ArchiveDetail,
     ArchiveObject,
     ArchiveObjectPublic,
-    ArchivePage,
     ArchivePublic,
 )
-from kanol_archive.repository import ArchiveCursor, ArchiveRepository, InvalidCursor
+from kanol_archive.repository import ArchiveRepository
 from kanol_archive.seda.deposits import (
     DepositedObject,
     Parties,
     acte_transfer,
     pes_transfer,
 )
-from kanol_archive.seda.journal import DEPOSITED, DepositJournal, LogLineJournal
+from kanol_archive.seda.journal import DEPOSITED, DepositJournal
 from kanol_archive.seda.manifest import TransferDescription, manifest_bytes
 from kanol_archive.seda.reply import (
     CHECK_DIGEST,
@@ -45,16 +45,15 @@ from kanol_archive.seda.repository import (
 from kanol_archive.seda.rules import PES_FLOW_KIND, DefaultRules, RuleSource, acte_kind
 from kanol_archive.seda.schema import SedaVersion
 from kanol_common.envelope import CloudEvent
-from kanol_common.errors import BadRequest, NotFound
+from kanol_common.errors import NotFound
 from kanol_common.events.actes import ActeAcknowledged
 from kanol_common.events.archive import ArchiveDeposited
 from kanol_common.events.pes import PesFlowAcknowledged
 from kanol_common.logging import get_logger
-from kanol_common.storage import LocalObjectStore
+from kanol_common.storage import ObjectStore
 
 log = get_logger(__name__)
 
-MAX_PAGE_SIZE = 100
 # The archive's identifier as ArchivalAgency in SEDA messages, unless settings say otherwise.
 DEFAULT_ARCHIVAL_AGENCY = "KANOL-SAE"
 # The version of the manifests archive builds itself; received transfers keep their own.
@@ -64,16 +63,6 @@ DEPOSIT_SEDA_VERSION = SedaVersion.V2_1
 class ArchiveNotFound(NotFound):
     type_slug = "archive-not-found"
     title = "Archive not found"
-
-
-class ArchiveObjectNotFound(NotFound):
-    type_slug = "archive-object-not-found"
-    title = "Archive object not found"
-
-
-class InvalidPageCursor(BadRequest):
-    type_slug = "invalid-cursor"
-    title = "Invalid pagination cursor"
 
 
 class SedaDocumentNotFound(NotFound):
@@ -139,7 +128,7 @@ class ArchiveService:
     def __init__(
         self,
         repository: ArchiveRepository,
-        store: LocalObjectStore,
+        store: ObjectStore,
         *,
         archival_agency: str = DEFAULT_ARCHIVAL_AGENCY,
         rules: RuleSource | None = None,
@@ -150,7 +139,7 @@ class ArchiveService:
         self.store = store
         self.archival_agency = archival_agency
         self.rules = rules or DefaultRules()
-        self.journal = journal or LogLineJournal()
+        self.journal = journal or Logbook()
 
     async def already_deposited(self, source_event_id: str) -> Archive | None:
         return await self.repository.find_by_source_event(source_event_id)
@@ -323,31 +312,6 @@ class ArchiveService:
 
     # -- reading -----------------------------------------------------------------------
 
-    async def list_archives(
-        self,
-        siren: str,
-        *,
-        acte_id: str | None,
-        identifiant_acte: str | None,
-        cursor: str | None,
-        limit: int,
-    ) -> ArchivePage:
-        try:
-            after = ArchiveCursor.decode(cursor) if cursor else None
-        except InvalidCursor as exc:
-            raise InvalidPageCursor("The cursor was not handed out by this API.") from exc
-
-        limit = max(1, min(limit, MAX_PAGE_SIZE))
-        archives = await self.repository.list_for_organisation(
-            siren, acte_id=acte_id, identifiant_acte=identifiant_acte, after=after, limit=limit + 1
-        )
-        page, more = archives[:limit], len(archives) > limit
-        next_cursor = ArchiveCursor.after(page[-1]).encode() if more else None
-        return ArchivePage(
-            items=[ArchivePublic.model_validate(item, from_attributes=True) for item in page],
-            next_cursor=next_cursor,
-        )
-
     async def get_archive(self, archive_id: uuid.UUID, siren: str) -> ArchiveDetail:
         archive = await self._archive_of(archive_id, siren)
         objects = await self.repository.objects_of(archive.id)
@@ -370,19 +334,6 @@ class ArchiveService:
         if archive is None or archive.reply_sha256 is None:
             raise SedaDocumentNotFound(f"No accepted transfer {message_identifier}.")
         return archive.id, await self.store.get(archive.reply_sha256)
-
-    async def open_object(
-        self, archive_id: uuid.UUID, siren: str, sha256: str
-    ) -> tuple[ArchiveObject, Iterator[bytes]]:
-        """An object of the organisation's archive and an iterator over its content."""
-        archive = await self._archive_of(archive_id, siren)
-        item = await self.repository.object_of(archive.id, sha256.lower())
-        if item is None:
-            raise ArchiveObjectNotFound(f"Archive {archive_id} holds no object {sha256}.")
-        if not await self.store.exists(item.storage_key):
-            log.error("archive.object_missing", archive_id=str(archive_id), sha256=sha256)
-            raise ArchiveObjectNotFound(f"The content of object {sha256} is missing.")
-        return item, self.store.iter_chunks(item.storage_key)
 
     async def _archive_of(self, archive_id: uuid.UUID, siren: str) -> Archive:
         # Another organisation's archive answers exactly like a missing one.

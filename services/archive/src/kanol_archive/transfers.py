@@ -29,6 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
+from kanol_archive.logbook import Logbook
 from kanol_archive.models import Archive, ArchiveObject
 from kanol_archive.repository import ArchiveRepository
 from kanol_archive.seda.ingest import ExpectedAgencies, IngestReport, check_transfer
@@ -36,7 +37,6 @@ from kanol_archive.seda.journal import (
     SEDA_DOCUMENT_DOWNLOADED,
     TRANSFER_REFUSED,
     DepositJournal,
-    LogLineJournal,
 )
 from kanol_archive.seda.package import (
     MANIFEST_NAME,
@@ -80,7 +80,7 @@ from kanol_common.idempotency import (
 from kanol_common.logging import get_logger
 from kanol_common.organisations import get_organisation, require_subscription
 from kanol_common.runtime import DatabaseSession
-from kanol_common.storage import LocalObjectStore
+from kanol_common.storage import ObjectStore
 
 log = get_logger(__name__)
 
@@ -128,7 +128,7 @@ class TransferService:
     def __init__(
         self,
         session: AsyncSession,
-        store: LocalObjectStore,
+        store: ObjectStore,
         settings: ArchiveSettings,
         *,
         journal: DepositJournal | None = None,
@@ -137,7 +137,7 @@ class TransferService:
         self.session = session
         self.store = store
         self.settings = settings
-        self.journal = journal or LogLineJournal()
+        self.journal = journal or Logbook()
         self.archives = ArchiveService(
             ArchiveRepository(session),
             store,
