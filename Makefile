@@ -27,6 +27,7 @@ demo: ## Submit a sample acte through the running platform and follow it to the 
 test: sync ## Run the whole suite against real Kafka and PostgreSQL
 	@bash scripts/kafka.sh fetch
 	@bash scripts/postgres.sh install
+	@bash scripts/chromium.sh install
 	$(UV) run --frozen pytest
 
 lint: sync ## ruff and mypy strict
