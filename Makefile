@@ -47,5 +47,6 @@ bench: sync ## Print throughput and latency figures (bench/)
 	@bash scripts/kafka.sh fetch
 	$(UV) run --frozen python -m bench.bus
 	$(UV) run --frozen python -m bench.flow
+	$(UV) run --frozen python -m bench.identity
 	$(UV) run --frozen python -m bench.pes
 	$(UV) run --frozen python -m bench.actes --skip-pes
