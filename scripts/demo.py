@@ -59,10 +59,22 @@ def submit(client: httpx.Client) -> dict[str, object]:
         ),
     }
     response = client.post(f"{ACTES}/v1/actes", files=files)
+    deadline = time.monotonic() + 15
+    # actes-pes learns of the demo organisation from identity's events a moment after start.
+    while _unknown_organisation(response) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        response = client.post(f"{ACTES}/v1/actes", files=files)
     if response.status_code != 201:
         sys.exit(f"demo: submission refused: {response.status_code} {response.text}")
     body: dict[str, object] = response.json()
     return body
+
+
+def _unknown_organisation(response: httpx.Response) -> bool:
+    if response.status_code != 403:
+        return False
+    problem_type = str(response.json().get("type", ""))
+    return problem_type.endswith("/unknown-organisation")
 
 
 def wait_for_archive(client: httpx.Client, acte_id: str, started: float) -> dict[str, object]:

@@ -63,6 +63,7 @@ seed() {
     --scopes "documents:read"
   KANOL_SERVICE_NAME=identity .venv/bin/python -m kanol_identity seed \
     --siren "$KANOL_DEMO_SIREN" --name "Commune de Démo" --kind commune --departement 035 \
+    --services all \
     --client-id "$KANOL_DEMO_CLIENT_ID" --client-secret="$KANOL_DEMO_CLIENT_SECRET" \
     --scopes "actes:write actes:read archive:read"
 }

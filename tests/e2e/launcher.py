@@ -97,6 +97,20 @@ class Platform:
     def log_lines(self, name: str) -> list[str]:
         return self.log_path(name).read_text(errors="replace").splitlines()
 
+    def wait_organisation_known(self, wait_seconds: float = 30.0) -> None:
+        """Wait until actes-pes has consumed identity's events about the demo organisation.
+
+        An empty submission answers 403 unknown-organisation until then, and 422 after.
+        """
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            response = httpx.post(f"{self.actes_url}/v1/actes", headers=headers, timeout=5)
+            if response.status_code != 403:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"actes-pes does not know the organisation {self.siren} yet")
+
     def token(self, scopes: str | None = None) -> str:
         data = {"grant_type": "client_credentials"}
         if scopes:
@@ -224,6 +238,8 @@ def run_platform(
                 f"--client-secret={secret}",
                 "--scopes",
                 scopes,
+                # The demo organisation is subscribed to every service.
+                *(["--services", "all"] if siren == DEMO_SIREN else []),
             ],
             env=env_of("identity"),
             check=True,
@@ -247,6 +263,7 @@ def run_platform(
             platform.start(name)
         for name in commands:
             platform.wait_ready(name)
+        platform.wait_organisation_known()
         yield platform
     finally:
         _stop(platform.processes)
