@@ -27,6 +27,7 @@ demo: ## Submit a sample acte through the running platform and follow it to the 
 test: sync ## Run the whole suite against real Kafka and PostgreSQL
 	@bash scripts/kafka.sh fetch
 	@bash scripts/postgres.sh install
+	@bash scripts/s3.sh install
 	@bash scripts/chromium.sh install
 	$(UV) run --frozen pytest
 
@@ -50,3 +51,4 @@ bench: sync ## Print throughput and latency figures (bench/)
 	$(UV) run --frozen python -m bench.identity
 	$(UV) run --frozen python -m bench.pes
 	$(UV) run --frozen python -m bench.actes --skip-pes
+	$(UV) run --frozen python -m bench.archive
