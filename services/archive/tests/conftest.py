@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -198,7 +199,7 @@ def make_archive(archive_app: FastAPI, document_server: DocumentServer) -> Depos
         data = data.model_copy(update=changes)
         source = CloudEvent.new(data, source="actes-pes", subject=data.acte_id, tenant=siren)
         fetched = [
-            FetchedDocument(ref, document.content)
+            FetchedDocument(ref, io.BytesIO(document.content))
             for ref, document in zip(refs, documents, strict=True)
         ]
         runtime: ServiceRuntime = archive_app.state.runtime

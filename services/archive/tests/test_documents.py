@@ -64,7 +64,11 @@ async def _fetch(
     )
     await fetcher.open()
     try:
-        return await fetcher.fetch(ref)
+        fetched = await fetcher.fetch(ref)
+        try:
+            return fetched.read()
+        finally:
+            fetched.close()
     finally:
         await fetcher.close()
 

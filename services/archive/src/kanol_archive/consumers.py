@@ -9,6 +9,7 @@ from kanol_archive.documents import (
     DocumentRejected,
     DocumentUnavailable,
     FetchedDocument,
+    close_all,
 )
 from kanol_archive.repository import ArchiveRepository
 from kanol_archive.seda.journal import DepositJournal
@@ -61,7 +62,10 @@ def build_consumer(
             return
 
         documents = await _fetch(fetcher, event.documents)
-        deposit = await service.deposit_acte(event, ctx.envelope, documents)
+        try:
+            deposit = await service.deposit_acte(event, ctx.envelope, documents)
+        finally:
+            close_all(documents)
         await _announce(ctx, deposit)
 
     @consumer.on(PesFlowAcknowledged)
@@ -74,7 +78,10 @@ def build_consumer(
             return
 
         documents = await _fetch(fetcher, event.documents)
-        deposit = await service.deposit_pes_flow(event, ctx.envelope, documents)
+        try:
+            deposit = await service.deposit_pes_flow(event, ctx.envelope, documents)
+        finally:
+            close_all(documents)
         await _announce(ctx, deposit)
 
     return consumer

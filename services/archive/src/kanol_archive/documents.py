@@ -3,15 +3,18 @@
 An event carries a :class:`DocumentRef` (URI, SHA-256, size), never the bytes. The archive
 fetches each document with its own service token (scope ``documents:read``) and accepts it
 only if its size and SHA-256 match the reference: what is archived is what was announced.
+A document is spooled as it arrives (in memory up to a megabyte, then in a temporary file),
+so a large scan costs a chunk of memory, not its size.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import IO, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -39,12 +42,28 @@ class TokenSource(Protocol):
     def invalidate(self) -> None: ...
 
 
+SPOOL_MEMORY_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class FetchedDocument:
-    """A document's bytes, checked against the reference that announced them."""
+    """A document, checked against the reference that announced them, spooled; close it."""
 
     ref: DocumentRef
-    content: bytes
+    file: IO[bytes]
+
+    def read(self) -> bytes:
+        """The whole content (tests and small documents only)."""
+        self.file.seek(0)
+        return self.file.read()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def close_all(documents: Sequence[FetchedDocument]) -> None:
+    for document in documents:
+        document.close()
 
 
 class DocumentFetcher:
@@ -88,12 +107,18 @@ class DocumentFetcher:
         return self._client
 
     async def fetch_all(self, refs: Sequence[DocumentRef]) -> list[FetchedDocument]:
+        """Every document, or the first failure with none of the spooled files left open."""
         # At once: an acte's documents come from the same owner, which answers in parallel.
-        contents = await asyncio.gather(*(self.fetch(ref) for ref in refs))
-        return [FetchedDocument(ref, content) for ref, content in zip(refs, contents, strict=True)]
+        results = await asyncio.gather(*(self.fetch(ref) for ref in refs), return_exceptions=True)
+        fetched = [result for result in results if isinstance(result, FetchedDocument)]
+        failure = next((result for result in results if isinstance(result, BaseException)), None)
+        if failure is not None:
+            close_all(fetched)
+            raise failure
+        return fetched
 
-    async def fetch(self, ref: DocumentRef) -> bytes:
-        """The document's bytes; raises DocumentUnavailable or DocumentRejected."""
+    async def fetch(self, ref: DocumentRef) -> FetchedDocument:
+        """The document, spooled; raises DocumentUnavailable or DocumentRejected."""
         url = urlsplit(ref.uri)
         if url.scheme not in {"http", "https"}:
             raise DocumentRejected(f"{ref.filename}: {ref.uri} is not an http(s) URL")
@@ -106,18 +131,25 @@ class DocumentFetcher:
                 f"{ref.filename}: announced at {ref.size} bytes, over the {self.max_bytes} limit"
             )
 
-        content = await self._download(ref, retry_unauthorized=True)
+        # Not a with-block: the spool outlives this call, the FetchedDocument closes it.
+        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
+        try:
+            sha256, size = await self._download(ref, spool, retry_unauthorized=True)
+            if size != ref.size or sha256 != ref.sha256:
+                raise DocumentRejected(
+                    f"{ref.filename}: fetched {size} bytes with SHA-256 {sha256}, "
+                    f"the reference announced {ref.size} bytes with SHA-256 {ref.sha256}"
+                )
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        log.info("document.fetched", uri=ref.uri, sha256=sha256, size=size)
+        return FetchedDocument(ref, spool)
 
-        sha256 = hashlib.sha256(content).hexdigest()
-        if len(content) != ref.size or sha256 != ref.sha256:
-            raise DocumentRejected(
-                f"{ref.filename}: fetched {len(content)} bytes with SHA-256 {sha256}, "
-                f"the reference announced {ref.size} bytes with SHA-256 {ref.sha256}"
-            )
-        log.info("document.fetched", uri=ref.uri, sha256=sha256, size=len(content))
-        return content
-
-    async def _download(self, ref: DocumentRef, *, retry_unauthorized: bool) -> bytes:
+    async def _download(
+        self, ref: DocumentRef, spool: IO[bytes], *, retry_unauthorized: bool
+    ) -> tuple[str, int]:
         headers = {"Authorization": f"Bearer {await self._token()}"}
         try:
             async with self.client.stream("GET", ref.uri, headers=headers) as response:
@@ -127,12 +159,12 @@ class DocumentFetcher:
                     self.tokens.invalidate()
                 else:
                     _check_status(ref, response)
-                    return await _read_at_most(ref, response)
+                    return await _spool_at_most(ref, response, spool)
         except httpx.HTTPError as exc:
             raise DocumentUnavailable(
                 f"{ref.filename}: cannot fetch {ref.uri}: {type(exc).__name__}: {exc}"
             ) from exc
-        return await self._download(ref, retry_unauthorized=False)
+        return await self._download(ref, spool, retry_unauthorized=False)
 
     async def _token(self) -> str:
         try:
@@ -159,10 +191,15 @@ def _check_status(ref: DocumentRef, response: httpx.Response) -> None:
     raise DocumentRejected(f"{ref.filename}: {ref.uri} answered {status}")
 
 
-async def _read_at_most(ref: DocumentRef, response: httpx.Response) -> bytes:
-    # Stop as soon as the body outgrows its announced size: a wrong or hostile reference
-    # cannot make the archive hold an unbounded body in memory.
-    chunks: list[bytes] = []
+async def _spool_at_most(
+    ref: DocumentRef, response: httpx.Response, spool: IO[bytes]
+) -> tuple[str, int]:
+    """Write the body to ``spool`` while hashing it; its SHA-256 and size.
+
+    Stops as soon as the body outgrows its announced size: a wrong or hostile reference
+    cannot make the archive take an unbounded body.
+    """
+    digest = hashlib.sha256()
     received = 0
     async for chunk in response.aiter_bytes():
         received += len(chunk)
@@ -170,5 +207,7 @@ async def _read_at_most(ref: DocumentRef, response: httpx.Response) -> bytes:
             raise DocumentRejected(
                 f"{ref.filename}: {ref.uri} sent more than the {ref.size} bytes announced"
             )
-        chunks.append(chunk)
-    return b"".join(chunks)
+        digest.update(chunk)
+        # A chunk goes to memory, or to the page cache once spooled to disk: no thread hop.
+        spool.write(chunk)
+    return digest.hexdigest(), received

@@ -294,7 +294,7 @@ class ArchiveService:
     async def _store(
         self, archive_id: uuid.UUID, position: int, document: FetchedDocument
     ) -> ArchiveObject:
-        stored = await self.store.put(document.content)
+        stored = await self.store.put_file(document.file)
         if stored.sha256 != document.ref.sha256:
             raise FingerprintMismatch(f"{document.ref.filename}: stored as {stored.sha256}")
         return ArchiveObject(
