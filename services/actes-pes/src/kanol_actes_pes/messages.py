@@ -286,13 +286,12 @@ class MessageSender:
                 await self._postpone(session, message, str(exc))
                 return
             now = service.now_utc()
-            message.state = MessageState.SENT.value
+            if not await repository.mark_message_sent(
+                session, message.id, receipt.transmission_id, now
+            ):
+                # Another sender recorded it (same key: one transmission at the gateway).
+                return
             message.sent_at = now
-            message.updated_at = now
-            message.attempts += 1
-            message.prefecture_transmission_id = receipt.transmission_id
-            message.last_error = None
-            session.add(message)
             if message.code in ANSWER_KINDS:
                 _publish_answer(session, self.settings, acte, message, [xml, *files])
             await session.commit()

@@ -439,3 +439,30 @@ async def sent_since(session: AsyncSession, since: datetime) -> int:
         )
     )
     return actes + int((await session.exec(messages_query)).one())
+
+
+async def mark_message_sent(
+    session: AsyncSession,
+    message_id: uuid.UUID,
+    prefecture_transmission_id: str,
+    now: datetime,
+) -> bool:
+    """Record a pending message sent, unless another sender recorded it first."""
+    statement = (
+        update(ActeMessage)
+        .where(
+            col(ActeMessage.id) == message_id,
+            col(ActeMessage.state) == MessageState.PENDING.value,
+        )
+        .values(
+            state=MessageState.SENT.value,
+            sent_at=now,
+            updated_at=now,
+            attempts=col(ActeMessage.attempts) + 1,
+            prefecture_transmission_id=prefecture_transmission_id,
+            last_error=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.exec(statement)
+    return int(getattr(result, "rowcount", 0) or 0) == 1
