@@ -1,7 +1,8 @@
 """Events published by identity on ``identity.events``.
 
-Every event is keyed by the organisation's SIREN, so one organisation's events stay in
-order on their partition.
+Organisation and subscription events are keyed by the organisation's SIREN, so one
+organisation's events stay in order on their partition (a projection relies on it); agent
+events by the agent's id, API client events by the client id.
 """
 
 from __future__ import annotations
