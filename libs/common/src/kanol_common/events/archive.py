@@ -16,6 +16,9 @@ class ArchiveDeposited(EventData):
 
     Since the SEDA transfers, every deposit also has its ``ArchiveTransfer`` manifest and
     its ``ArchiveTransferReply`` (ATR, the proof of deposit), downloadable at the URLs given.
+    A transfer through the API (``source_kind`` transfer) has no source event: its
+    ``source_event_id`` is an id of its own and its ``source_event_type``
+    ``fr.kanol.archive.transfer``.
     """
 
     event_type = "fr.kanol.archive.archive.deposited.v1"
