@@ -372,6 +372,15 @@ async def test_another_organisation_cannot_read_the_seda_documents(
         (zip_package(b"<ArchiveTransfer xmlns='urn:x'/>", {}), "namespace"),
         (
             zip_package(
+                manifest(description({}, siren=SIREN))
+                .replace(b"<Title>", b"<Titre>", 1)
+                .replace(b"</Title>", b"</Titre>", 1),
+                {},
+            ),
+            "ArchiveUnit/Content",
+        ),
+        (
+            zip_package(
                 b'<?xml version="1.0"?><!DOCTYPE t [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
                 b'<ArchiveTransfer xmlns="fr:gouv:culture:archivesdefrance:seda:v2.1">&e;'
                 b"</ArchiveTransfer>",
