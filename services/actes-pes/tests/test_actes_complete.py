@@ -9,7 +9,7 @@ import io
 import json
 import tarfile
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,7 +19,11 @@ from prometheus_client import REGISTRY
 from kanol_actes_pes import classification, repository
 from kanol_actes_pes.monitor import Monitor
 from kanol_actes_pes.prefecture import actes_xml
-from kanol_actes_pes.prefecture.port import GatewayUnavailable, TransmissionArchive
+from kanol_actes_pes.prefecture.port import (
+    GatewayUnavailable,
+    ReturnMessage,
+    TransmissionArchive,
+)
 from kanol_actes_pes.testing import make_pdf
 from kanol_common.envelope import decode, header_map
 from kanol_common.events.actes import (
@@ -36,7 +40,7 @@ from kanol_common.events.actes import (
     ActeTransmissionStuck,
     ClassificationUpdated,
 )
-from kanol_common.testing.delivery import read_topic
+from kanol_common.testing.delivery import read_topic, wait_until
 
 from .conftest import OTHER_SIREN, Actes
 from .test_submit import assert_problem
@@ -394,3 +398,62 @@ async def test_stamped_pdf_keeps_every_page(actes: Actes) -> None:
     async with database.session() as session:
         documents = await repository.documents_of(session, uuid.UUID(acte["id"]))
     assert sum(1 for d in documents if d.role == "acte_tamponne") == 1
+
+
+async def test_an_anomalie_enveloppe_refuses_the_acte(actes: Actes) -> None:
+    created = (await actes.submit()).json()
+    await actes.transmitter.run_once()
+    acte = await actes.acte(created["id"])
+    roles = {d["role"]: d for d in acte["documents"]}
+    sent = await actes.http.get(roles["enveloppe"]["uri"], headers=actes.headers())
+    [transmission] = await actes.simulator.transmissions(identifiant_acte=acte["identifiant_acte"])
+
+    q = actes_xml.qname
+    received = etree.fromstring(sent.content, actes_xml.safe_parser())
+    received.tag = q("EnveloppeRecue")
+    root = etree.Element(q("AnomalieEnveloppe"), nsmap=actes_xml.NSMAP)
+    etree.SubElement(root, q("Date")).text = "2024-12-03"
+    etree.SubElement(root, q("Nature")).text = "003"
+    etree.SubElement(root, q("Detail")).text = "Enveloppe non conforme"
+    root.append(received)
+    await actes.receiver.handle(
+        ReturnMessage(
+            cursor="0",
+            code="1-3",
+            filename=f"ANO_{roles['enveloppe']['filename']}",
+            content=actes_xml.serialize(root),
+            transmission_id=transmission["transmission_id"],
+            identifiant_acte=None,
+            received_at=datetime.now(UTC),
+        )
+    )
+    refused = await actes.acte(created["id"])
+    assert refused["state"] == "refused"
+    assert (refused["nature_anomalie"], refused["detail_anomalie"]) == (
+        "003",
+        "Enveloppe non conforme",
+    )
+
+
+async def test_a_newer_classification_announced_by_the_prefecture_is_fetched(
+    actes: Actes,
+) -> None:
+    put = await actes.simulator.http.put(
+        "/v1/operator/classification", content=_classification_with_9_9()
+    )
+    assert put.status_code == 204
+    created = (await actes.submit()).json()
+    await actes.transmitter.run_once()
+    await actes.receiver.fetch_once(wait_seconds=2)  # anomalie 002: outdated classification
+    assert (await actes.acte(created["id"]))["nature_anomalie"] == "002"
+
+    async def asked() -> bool:
+        return any(
+            t["idempotency_key"].startswith("classification/035/")
+            for t in await actes.simulator.transmissions()
+        )
+
+    await wait_until(asked, wait_seconds=10, what="a 7-1 for 035")
+    await actes.receiver.fetch_once(wait_seconds=2)
+    current = await actes.http.get("/v1/classifications/035", headers=actes.headers())
+    assert current.json()["date_classification"] == "2025-01-01"

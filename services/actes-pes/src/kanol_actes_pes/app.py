@@ -12,7 +12,11 @@ from fastapi import FastAPI
 
 from kanol_actes_pes import routes
 from kanol_actes_pes.classification import ClassificationCache
-from kanol_actes_pes.messages import MessageSender, request_classifications
+from kanol_actes_pes.messages import (
+    ClassificationRequester,
+    MessageSender,
+    request_classifications,
+)
 from kanol_actes_pes.monitor import Monitor
 from kanol_actes_pes.pes import routes as pes_routes
 from kanol_actes_pes.pes.helios.http_client import HttpHeliosGateway
@@ -70,6 +74,9 @@ def create_app(
     monitor = Monitor(runtime.database, settings)
     classifications = ClassificationCache()
     receiver.on_classification = classifications.forget
+    receiver.on_newer_classification = ClassificationRequester(
+        gateway, settings, runtime.database
+    ).ask_soon
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -387,4 +388,36 @@ async def request_classifications(
             await request_classification(gateway, settings, departement, held[departement])
         except Exception as exc:
             # The seed or the last version held stays in use; the next start asks again.
+            log.warning("classification.request_failed", departement=departement, error=str(exc))
+
+
+@dataclass
+class ClassificationRequester:
+    """Sends a 7-1 for a département soon, at most once per ``interval_seconds`` each."""
+
+    gateway: PrefectureGateway
+    settings: ActesPesSettings
+    database: Database
+    interval_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        self._asked: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def ask_soon(self, departement: str) -> None:
+        now = time.monotonic()
+        if now - self._asked.get(departement, -self.interval_seconds) < self.interval_seconds:
+            return
+        self._asked[departement] = now
+        task = asyncio.create_task(self._ask(departement), name=f"classification-{departement}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ask(self, departement: str) -> None:
+        async with self.database.session() as session:
+            stored = await repository.latest_classification(session, departement)
+        held = stored.date_classification if stored else None
+        try:
+            await request_classification(self.gateway, self.settings, departement, held)
+        except Exception as exc:
             log.warning("classification.request_failed", departement=departement, error=str(exc))

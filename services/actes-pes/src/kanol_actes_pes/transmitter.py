@@ -532,6 +532,20 @@ class Receiver:
     gateway: PrefectureGateway
     # Told the département whose classification changed, so a cache forgets it.
     on_classification: Callable[[str], None] | None = None
+    # Told the département whose prefecture holds a newer classification than the acte
+    # declared (its ARActe or anomalie says so), so a 7-1 asks for it.
+    on_newer_classification: Callable[[str], None] | None = None
+
+    def _check_classification(self, acte: Acte, en_cours: date) -> None:
+        declared = acte.classification_date or self.settings.classification_date
+        if en_cours > declared and self.on_newer_classification is not None:
+            log.info(
+                "classification.newer_announced",
+                departement=acte.departement,
+                declared=declared.isoformat(),
+                en_cours=en_cours.isoformat(),
+            )
+            self.on_newer_classification(acte.departement)
 
     async def run(self) -> None:
         delay = 0.5
@@ -633,7 +647,7 @@ class Receiver:
         identifiant = (
             message.identifiant_acte
             if isinstance(content, actes_xml.Anomalie)
-            else content.identifiant_acte
+            else content.identifiant_acte or message.identifiant_acte
         )
         acte = await repository.acte_for_return_message(
             session, message.transmission_id, identifiant
@@ -654,7 +668,7 @@ class Receiver:
         store, settings = self.store, self.settings
         if isinstance(content, actes_xml.AccuseReception):
             await self._acknowledge(session, acte, content, message)
-        elif isinstance(content, actes_xml.Anomalie):
+        elif isinstance(content, actes_xml.Anomalie | actes_xml.AnomalieEnveloppe):
             await self._refuse(session, acte, content, message)
         elif isinstance(content, actes_xml.CourrierPrefecture):
             await replies.record_courrier(session, store, settings, acte, content, message)
@@ -681,6 +695,7 @@ class Receiver:
         if not await self._ensure_transmitted(session, acte, message):
             return
 
+        self._check_classification(acte, ar.classification_date_en_cours)
         document = await self._store_reply(session, acte, DocumentRole.AR_ACTE, message)
         existing = await repository.documents_of(session, acte.id)
         stamped = await self._store_stamped(session, acte, existing, ar.date_reception)
@@ -706,11 +721,13 @@ class Receiver:
         self,
         session: AsyncSession,
         acte: Acte,
-        anomalie: actes_xml.Anomalie,
+        anomalie: actes_xml.Anomalie | actes_xml.AnomalieEnveloppe,
         message: ReturnMessage,
     ) -> None:
         if not await self._ensure_transmitted(session, acte, message):
             return
+        if isinstance(anomalie, actes_xml.Anomalie):
+            self._check_classification(acte, anomalie.classification_date_en_cours)
 
         anomalie_document = await self._store_reply(session, acte, DocumentRole.ANOMALIE, message)
         await service.change_state(

@@ -10,6 +10,7 @@ anything else reads it.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -249,6 +250,19 @@ class Anomalie:
 
 
 @dataclass(frozen=True)
+class AnomalieEnveloppe:
+    """An ``AnomalieEnveloppe``: the prefecture could not take the transmission's envelope.
+
+    ``identifiant_acte`` is read from the name of the message the envelope carried.
+    """
+
+    date_anomalie: date
+    nature: str
+    detail: str
+    identifiant_acte: str | None
+
+
+@dataclass(frozen=True)
 class CourrierPrefecture:
     """A letter of the prefecture about an acte: 2-1, 3-1, 4-1 (and 5-1, without a date).
 
@@ -303,6 +317,7 @@ class ClassificationRecue:
 ReturnMessageContent = (
     AccuseReception
     | Anomalie
+    | AnomalieEnveloppe
     | CourrierPrefecture
     | AccuseReponse
     | AccuseAnnulation
@@ -330,6 +345,8 @@ def read_return_message(data: bytes) -> ReturnMessageContent:
         return _read_accuse_reception(root)
     if kind == "AnomalieActe":
         return _read_anomalie(root)
+    if kind == "AnomalieEnveloppe":
+        return _read_anomalie_enveloppe(root)
     if kind in COURRIER_CODES:
         return _read_courrier(root, kind)
     if kind in ACCUSE_REPONSE_CODES:
@@ -363,6 +380,23 @@ def _read_anomalie(root: etree._Element) -> Anomalie:
         detail=(detail.text or "").strip() if detail is not None else "",
         acte=_read_acte_recu(_child(root, "ActeRecu")),
         classification_date_en_cours=_date_of(_child(root, "ClassificationDateVersionEnCours")),
+    )
+
+
+_MESSAGE_NAME = re.compile(r"^(?P<identifiant>.+)-[0-9]+-[0-9]+_[0-9]+\.xml$")
+
+
+def _read_anomalie_enveloppe(root: etree._Element) -> AnomalieEnveloppe:
+    detail = root.find(qname("Detail"))
+    names = _file_names(
+        root, f"{qname('EnveloppeRecue')}/{qname('FormulairesEnvoyes')}/{qname('Formulaire')}"
+    )
+    matched = _MESSAGE_NAME.match(names[0]) if names else None
+    return AnomalieEnveloppe(
+        date_anomalie=_date_of(_child(root, "Date")),
+        nature=(_child(root, "Nature").text or "").strip(),
+        detail=(detail.text or "").strip() if detail is not None else "",
+        identifiant_acte=matched.group("identifiant") if matched else None,
     )
 
 
