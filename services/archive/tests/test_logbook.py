@@ -217,3 +217,60 @@ async def test_the_command_says_intact_or_shows_the_break(
     assert "intact" in said
     assert broken == 1
     assert "BROKEN at entry 2" in capsys.readouterr().out
+
+
+async def test_the_background_task_publishes_the_head_each_period(
+    empty_database: Database,
+) -> None:
+    await _append(empty_database, 1)
+
+    task = asyncio.create_task(
+        logbook.keep_sealing(empty_database, period_seconds=0.05, tenant="KANOL-SAE")
+    )
+    try:
+        seals: list[LogbookSeal] = []
+        for _ in range(200):
+            async with empty_database.session() as session:
+                seals = list((await session.exec(select(LogbookSeal))).all())
+            if seals:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert [(seal.sequence, seal.hash) for seal in seals] == [(1, seals[0].hash)]
+    async with empty_database.session() as session:
+        assert (await logbook.head(session)) == (1, seals[0].hash)
+
+
+async def test_the_command_compares_with_the_published_heads(
+    archive_app: FastAPI,
+    archive_settings: ArchiveSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    database = _database(archive_app)
+    await _append(database, 1)
+    async with database.session() as session:
+        sealed = await logbook.seal(session, tenant="KANOL-SAE")
+        await session.commit()
+    assert sealed is not None
+    topic = f"{archive_settings.kafka_topic_prefix}{TOPIC}"
+    for _ in range(50):  # wait for the relay, so that the command finds the head published
+        heads = await logbook.published_heads(
+            archive_settings.kafka_bootstrap, topic, timeout_seconds=3
+        )
+        if sealed.sequence in heads:
+            break
+        await asyncio.sleep(0.2)
+    monkeypatch.setenv("KANOL_DATABASE_URL", archive_settings.resolved_database_url())
+    monkeypatch.setenv("KANOL_KAFKA_BOOTSTRAP", archive_settings.kafka_bootstrap)
+    monkeypatch.setenv("KANOL_KAFKA_TOPIC_PREFIX", archive_settings.kafka_topic_prefix)
+
+    status = await asyncio.to_thread(main, ["verify-logbook", "--published"])
+
+    said = capsys.readouterr().out
+    assert status == 0, said
+    assert "published head(s) compared" in said
+    assert "intact" in said

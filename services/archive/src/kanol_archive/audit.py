@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -88,18 +88,25 @@ class AuditProgress(Protocol):
 class RateLimit:
     """Paces reads to ``mb_per_second`` (decimal MB) over the whole run; ``None``: no limit."""
 
-    def __init__(self, mb_per_second: float | None) -> None:
+    def __init__(
+        self,
+        mb_per_second: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         self.bytes_per_second = None if not mb_per_second else mb_per_second * MB
-        self._started = time.monotonic()
+        self._clock, self._sleep = clock, sleep
+        self._started = clock()
         self._spent = 0
 
     async def spend(self, nbytes: int) -> None:
         if self.bytes_per_second is None:
             return
         self._spent += nbytes
-        ahead = self._spent / self.bytes_per_second - (time.monotonic() - self._started)
+        ahead = self._spent / self.bytes_per_second - (self._clock() - self._started)
         if ahead > 0:
-            await anyio.sleep(ahead)
+            await self._sleep(ahead)
 
 
 @dataclass(frozen=True)

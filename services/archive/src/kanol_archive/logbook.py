@@ -205,6 +205,9 @@ async def _head(session: AsyncSession) -> tuple[int, str] | None:
 
 
 async def _lock_appends(session: AsyncSession) -> None:
+    # TODO: SQLite has no such lock: two appends racing on SQLite make the later one fail
+    # (same sequence: primary key, or a busy database) instead of waiting, so the chain never
+    # forks but that request or batch fails and is retried; production runs PostgreSQL.
     if session.get_bind().dialect.name != "postgresql":
         return
     await session.exec(  # type: ignore[call-overload]

@@ -90,7 +90,7 @@ async def list_archives(
 async def get_archive(
     archive_id: uuid.UUID, caller: Reader, session: DatabaseSession, store: Store
 ) -> ArchiveDetail:
-    service = ArchiveService(ArchiveRepository(session), store)  # type: ignore[arg-type]
+    service = ArchiveService(ArchiveRepository(session), store)
     detail = await service.get_archive(archive_id, caller.siren)
     await search.log_read(session, caller, archive_id)
     return detail
