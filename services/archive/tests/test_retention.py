@@ -4,15 +4,18 @@ holds it, description kept) or refuses (kept, decision recorded)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, date, datetime
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlmodel import select
 
 from kanol_archive import retention
+from kanol_archive.__main__ import main
 from kanol_archive.logbook import LogbookEntry, Operation
 from kanol_archive.models import Archive
 from kanol_archive.retention import RetentionRuleBase, verdict
@@ -231,3 +234,24 @@ def test_a_keep_rule_among_an_archives_rules_keeps_it() -> None:
     found = verdict(_archive(CONTRAT, LONG_AGO), ["acte", "ar_acte"], rules)
 
     assert found is not None and found.final_action == KEEP
+
+
+async def test_the_command_raises_the_proposals_due(
+    archive_settings: ArchiveSettings,
+    make_archive: Depositor,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    siren = "200000198"
+    await make_archive(siren, b"%PDF " + uuid.uuid4().bytes, nature=CONTRAT, date_decision=LONG_AGO)
+    monkeypatch.setenv("KANOL_DATABASE_URL", archive_settings.resolved_database_url())
+    monkeypatch.setenv("KANOL_DATA_DIR", str(archive_settings.data_dir))
+
+    first = await asyncio.to_thread(main, ["propose-eliminations"])
+    said_first = capsys.readouterr().out
+    second = await asyncio.to_thread(main, ["propose-eliminations"])
+    said_second = capsys.readouterr().out
+
+    assert first == second == 0
+    assert f"for {siren}" in said_first
+    assert "0 proposal(s) raised" in said_second
