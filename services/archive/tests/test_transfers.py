@@ -402,6 +402,7 @@ async def test_a_hostile_or_broken_package_gets_an_atr_ko(
     assert code == "KO"
     assert any(reason in message for _, outcome, message in events if outcome == "KO"), events
     assert await _count_archives(archive_app) == archives
+    assert list(archive_app.state.settings.spool_dir().iterdir()) == []
 
 
 async def _chunked(data: bytes) -> AsyncIterator[bytes]:
@@ -499,7 +500,10 @@ async def test_an_idempotency_key_replays_the_first_answer(
 
 
 async def test_a_large_package_streams_through_without_being_held_in_memory(
-    api: httpx.AsyncClient, tokens: TokenFactory, tmp_path: Path
+    api: httpx.AsyncClient,
+    tokens: TokenFactory,
+    archive_settings: ArchiveSettings,
+    tmp_path: Path,
 ) -> None:
     # 24 MiB of incompressible content in three files, stored as they are in the ZIP.
     announced: list[tuple[str, int, str]] = []
@@ -536,5 +540,7 @@ async def test_a_large_package_streams_through_without_being_held_in_memory(
 
     assert response.status_code == 201, response.text
     assert package.stat().st_size > 24 * 1024 * 1024
+    # Nothing of the package stays in the spool once answered.
+    assert list(archive_settings.spool_dir().iterdir()) == []
     # The package went through in chunks: the peak is a few chunks, not the package.
     assert peak < 8 * 1024 * 1024, f"peak of {peak} bytes while receiving 24 MiB"

@@ -11,6 +11,7 @@ leaves nothing behind but its entry in the logbook and a ``TransferRejected`` ev
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 import uuid
 import zipfile
@@ -532,7 +533,10 @@ async def submit_transfer(
     session = transfers.session
     scope = scope_of(caller.siren, caller.client_id)
     async with AsyncExitStack() as stack:
-        spool = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=spool_dir)))
+        spool = Path(await anyio.to_thread.run_sync(_new_spool, spool_dir))
+        # Removed last (the stack unwinds in reverse), after the ZIP and the parts are
+        # closed; in a worker thread, since a spooled package may weigh gigabytes.
+        stack.push_async_callback(anyio.to_thread.run_sync, _remove_spool, spool)
         try:
             received = await _receive(request, settings, spool, stack)
         except TransferTooLarge:
@@ -562,6 +566,14 @@ async def submit_transfer(
     )
     remember(session, scope, idempotency_key, received.fingerprint, response)
     return await commit_or_replay(session, scope, idempotency_key, received.fingerprint, response)
+
+
+def _new_spool(spool_dir: Path) -> str:
+    return tempfile.mkdtemp(dir=spool_dir, prefix="transfer-")
+
+
+def _remove_spool(spool: Path) -> None:
+    shutil.rmtree(spool, ignore_errors=True)
 
 
 @dataclass
