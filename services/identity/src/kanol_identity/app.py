@@ -11,15 +11,10 @@ from fastapi import FastAPI
 
 from kanol_common.http import create_app as create_service_app
 from kanol_common.runtime import ServiceRuntime
-from kanol_identity import login, routes
+from kanol_identity import housekeeping, login, routes
 from kanol_identity.oauth.router import router as oauth_router
 from kanol_identity.settings import IdentitySettings
-from kanol_identity.signing import (
-    LocalKeysVerifier,
-    SigningKeys,
-    ensure_signing_key,
-    rotate_by_age,
-)
+from kanol_identity.signing import LocalKeysVerifier, SigningKeys, ensure_signing_key
 from kanol_identity.throttle import Throttle
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -34,15 +29,12 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime.lifespan(app):
             await ensure_signing_key(runtime.database, settings)
-            rotation = None
-            if settings.signing_key_max_age_seconds > 0:
-                rotation = asyncio.create_task(rotate_by_age(runtime.database, settings))
+            chores = asyncio.create_task(housekeeping.run_forever(runtime.database, settings))
             try:
                 yield
             finally:
-                if rotation is not None:
-                    rotation.cancel()
-                    await asyncio.gather(rotation, return_exceptions=True)
+                chores.cancel()
+                await asyncio.gather(chores, return_exceptions=True)
 
     app = create_service_app(
         settings,

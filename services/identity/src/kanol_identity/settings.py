@@ -34,3 +34,5 @@ class IdentitySettings(CommonSettings):
     throttle_base_delay_seconds: int = 2
     throttle_max_delay_seconds: int = 15 * 60
     throttle_window_seconds: int = 15 * 60
+    # How often each replica rotates an old signing key and deletes expired rows.
+    housekeeping_interval_seconds: float = 300.0

@@ -154,17 +154,6 @@ async def rotate_if_old(database: Database, settings: IdentitySettings) -> Signi
     return row
 
 
-async def rotate_by_age(database: Database, settings: IdentitySettings) -> None:
-    """The background task of automatic rotation: look every few minutes, for ever."""
-    period = max(1.0, min(300.0, settings.signing_key_max_age_seconds / 10))
-    while True:
-        try:
-            await rotate_if_old(database, settings)
-        except Exception:  # a failed look is logged and tried again later
-            log.exception("signing_key.rotation_failed")
-        await asyncio.sleep(period)
-
-
 def _aware(moment: datetime) -> datetime:
     # SQLite gives naive datetimes back; they were stored in UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -23,7 +23,6 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import Table, inspect, update
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_common.logging import get_logger
@@ -400,19 +399,6 @@ def _table(model: type[AuthorizationCode] | type[RefreshToken]) -> Table:
     assert mapper is not None
     table: Table = mapper.local_table
     return table
-
-
-async def purge_expired(session: AsyncSession) -> None:
-    """Delete codes, refresh tokens and revocations nothing can present any more."""
-    now = utcnow()
-    for model, column in (
-        (AuthorizationCode, col(AuthorizationCode.expires_at)),
-        (RefreshToken, col(RefreshToken.family_expires_at)),
-        (RevokedAccessToken, col(RevokedAccessToken.expires_at)),
-    ):
-        result = await session.exec(select(model).where(column < now - timedelta(days=1)))
-        for row in result.all():
-            await session.delete(row)
 
 
 async def agent_scopes(session: AsyncSession, agent: Agent, client: ApiClient) -> set[str]:

@@ -424,11 +424,11 @@ async def _holder_is_live(session: AsyncSession, client_id: str, subject: str) -
 # -- userinfo (OpenID Connect Core §5.3) ---------------------------------------------------
 
 
-@router.api_route(
-    "/oauth/userinfo",
-    methods=["GET", "POST"],
-    summary="The signed-in agent's claims: sub, name, email, organisation SIREN, roles",
-)
+USERINFO_SUMMARY = "The signed-in agent's claims: sub, name, email, organisation SIREN, roles"
+
+
+@router.get("/oauth/userinfo", summary=USERINFO_SUMMARY, operation_id="userinfo_get")
+@router.post("/oauth/userinfo", summary=USERINFO_SUMMARY, operation_id="userinfo_post")
 async def userinfo(
     request: Request, session: SessionDep, keys: SigningKeysDep, settings: SettingsDep
 ) -> Response:
