@@ -11,11 +11,13 @@ import pytest
 from fastapi import FastAPI
 from sqlmodel import select
 
+from kanol_archive.consumers import GROUP_ID
 from kanol_archive.models import Archive
 from kanol_archive.seda.manifest import KANOL_NS
 from kanol_archive.seda.schema import SedaVersion, parse, validation_errors
 from kanol_archive.settings import ArchiveSettings
-from kanol_common.envelope import CloudEvent, decode, header_map
+from kanol_common.consumer import H_ERROR
+from kanol_common.envelope import H_ID, CloudEvent, decode, header_map
 from kanol_common.events.actes import AnnexeInfo
 from kanol_common.events.archive import ArchiveDeposited
 from kanol_common.events.pes import PesFlowAcknowledged
@@ -23,7 +25,7 @@ from kanol_common.runtime import ServiceRuntime
 from kanol_common.testing.auth import TokenFactory
 from kanol_common.testing.delivery import read_topic, wait_until
 
-from .conftest import SIREN, Document, acknowledged, bearer, publish, publish_again
+from .conftest import OTHER_SIREN, SIREN, Document, acknowledged, bearer, publish, publish_again
 from .document_server import DocumentServer
 
 pytestmark = pytest.mark.usefixtures("archive_app")
@@ -186,3 +188,36 @@ async def test_an_acknowledged_pes_flow_is_deposited_with_its_acquit(
         flow_xml.ref(document_server).filename,
         acquit_xml.ref(document_server).filename,
     ]
+
+
+async def test_a_pes_flow_announced_for_another_tenant_is_parked_without_an_archive(
+    archive_app: FastAPI, archive_settings: ArchiveSettings, document_server: DocumentServer
+) -> None:
+    flow_xml = _serve(document_server, "pes_aller", "application/xml")
+    flow = PesFlowAcknowledged(
+        flow_id=str(uuid.uuid4()),
+        siren=SIREN,
+        id_coll=f"{SIREN}00013",
+        nom_fic="PESALR2_spoofed.xml",
+        cod_col="001",
+        cod_bud="01",
+        id_post="035001",
+        date_ack=date(2024, 3, 13),
+        acknowledged_at=datetime.now(UTC),
+        documents=(flow_xml.ref(document_server),),
+    )
+    event = CloudEvent.new(flow, source="actes-pes", subject=flow.flow_id, tenant=OTHER_SIREN)
+
+    await publish_again(archive_settings, event)
+
+    records = await read_topic(
+        archive_settings.kafka_bootstrap,
+        f"{archive_settings.kafka_topic_prefix}{GROUP_ID}.dlq",
+        count=1_000,
+        wait_seconds=30,
+    )
+    parked = [r for r in records if header_map(r.headers).get(H_ID) == event.id]
+    assert len(parked) == 1
+    assert "is not the SIREN" in header_map(parked[0].headers)[H_ERROR]
+    assert await _archives_where(archive_app, pes_flow_id=flow.flow_id) == []
+    assert document_server.requests[flow_xml.name] == 0
