@@ -149,6 +149,13 @@ async def test_corrupted_annexe_and_other_organisation_are_refused(actes: Actes)
     assert_problem(not_pdf, 415, "acte-document-not-pdf")
     other = await actes.submit(actes.metadata(siren=OTHER_SIREN))
     assert_problem(other, 403, "acte-other-organisation")
+    other_siret = await actes.submit(actes.metadata(siret="20002341400002"))
+    assert "20002341400002" in assert_problem(other_siret, 403, "acte-other-organisation")["detail"]
+    bad_siret = await actes.submit(actes.metadata(siret="21350238800002"))
+    assert_problem(bad_siret, 422, "acte-siret-invalid")
+    own_siret = await actes.submit(actes.metadata(siret="21350238800001"))
+    assert own_siret.status_code == 201, own_siret.text
+    before = await actes.counts()
     metadata: dict[str, Any] = actes.metadata()
     metadata["annexes"] = [{"type_piece": "../../etc"}]
     traversal = await actes.submit(metadata, annexes=[pdf])

@@ -126,3 +126,8 @@ class AnswerNotAllowed(Conflict):
 class AnswerInvalid(InvalidContent):
     type_slug = "acte-answer-invalid"
     title = "The answer cannot be read"
+
+
+class SiretInvalid(InvalidContent):
+    type_slug = "acte-siret-invalid"
+    title = "Invalid SIRET"

@@ -256,6 +256,9 @@ class ActeMetadata(SQLModel):
     objet: str
     date_decision: date
     siren: str | None = None
+    # The establishment that decided, if the software knows it: it must be one of the
+    # organisation's own (its SIRET starts with the token's SIREN).
+    siret: str | None = None
     # CodeTypePJ of the main document; the nature's own (99_DE...) when absent.
     type_piece: str | None = None
     annexes: list[AnnexeMetadata] = []

@@ -45,6 +45,7 @@ from kanol_actes_pes.errors import (
     NumeroInterneTaken,
     ObjetInvalid,
     OtherOrganisation,
+    SiretInvalid,
     TypePieceInvalid,
 )
 from kanol_actes_pes.models import (
@@ -71,6 +72,7 @@ from kanol_common.events.actes import (
 )
 from kanol_common.events.base import DocumentRef
 from kanol_common.logging import get_logger
+from kanol_common.siren import is_valid_siret
 from kanol_common.storage import LocalObjectStore, StoredObject
 from kanol_common.tracing import extract_context, get_tracer, inject_headers
 
@@ -123,6 +125,8 @@ def check_metadata(
             f"The SIREN {metadata.siren} is not the organisation of this token"
             f" ({caller.siren}): an acte is posted by its own organisation"
         )
+    if metadata.siret is not None:
+        _check_siret(metadata.siret, caller)
     try:
         nature = Nature(metadata.nature)
     except ValueError as exc:
@@ -194,6 +198,16 @@ def check_classification(
                 valid_types_piece=list(allowed),
             )
     return type_piece
+
+
+def _check_siret(siret: str, caller: Caller) -> None:
+    if not is_valid_siret(siret):
+        raise SiretInvalid(f"siret {siret!r} is not a SIRET (14 digits, Luhn checksum)")
+    if siret[:9] != caller.siren:
+        raise OtherOrganisation(
+            f"The SIRET {siret} is an establishment of {siret[:9]}, not of the organisation"
+            f" of this token ({caller.siren}): an acte is posted by its own organisation"
+        )
 
 
 def _check_date_decision(decision: date, settings: ActesPesSettings, today: date) -> None:
