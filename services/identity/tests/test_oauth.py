@@ -76,6 +76,20 @@ class TestClientCredentials:
 
         assert response.status_code == 200, response.text
 
+    async def test_a_client_id_differing_from_basics_is_invalid_request(
+        self, identity: Identity
+    ) -> None:
+        _, client_id, secret = await identity.add_client("actes:read")
+
+        response = await identity.http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "client_id": "someone-else"},
+            headers=basic(client_id, secret),
+        )
+
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_request"
+
     async def test_bad_secret_is_invalid_client(self, identity: Identity) -> None:
         _, client_id, _ = await identity.add_client("actes:read")
 

@@ -70,6 +70,8 @@ def presented_credentials(request: Request, form: FormData) -> PresentedCredenti
     if sum(used) > 1:
         raise InvalidRequest("Use one client authentication method, not two.")
     if basic is not None:
+        if posted_id and posted_id != basic[0]:
+            raise InvalidRequest("The client_id differs from the Basic credentials' one.")
         return PresentedCredentials(basic[0], "client_secret_basic", secret=basic[1])
     if posted_id and posted_secret:
         return PresentedCredentials(posted_id, "client_secret_post", secret=posted_secret)
@@ -92,7 +94,7 @@ async def authenticate(request: Request, session: AsyncSession, form: FormData) 
     settings: IdentitySettings = request.app.state.settings
     throttle: Throttle = request.app.state.throttle
     keys = [client_key(presented.client_id), address_key(_address(request))]
-    on_record = await throttle.check(keys)
+    on_record = await throttle.check(keys, session)
 
     try:
         client = await _verify(request.app.state.runtime.database, session, settings, presented)
