@@ -96,8 +96,3 @@ class PesDocumentNotFound(NotFound):
 class PesRetourNotFound(NotFound):
     type_slug = "pes-retour-not-found"
     title = "No such PES_Retour"
-
-
-class PesCursorInvalid(BadRequest):
-    type_slug = "pes-cursor-invalid"
-    title = "The pagination cursor cannot be read"

@@ -20,6 +20,7 @@ from kanol_actes_pes.pes.models import (
     PesRetour,
     PesStateChange,
 )
+from kanol_common.pagination import PageCursor, keyset_after
 
 
 async def get_flow(session: AsyncSession, flow_id: uuid.UUID) -> PesFlow | None:
@@ -162,7 +163,7 @@ async def list_flows(
     session: AsyncSession,
     siren: str,
     filters: FlowFilters,
-    after: tuple[datetime, uuid.UUID] | None,
+    after: PageCursor | None,
     limit: int,
 ) -> Sequence[PesFlow]:
     """An organisation's flows, newest first, after the keyset position ``after``."""
@@ -184,11 +185,7 @@ async def list_flows(
         query = query.where(col(PesFlow.created_at) >= filters.created_from)
     if filters.created_until is not None:
         query = query.where(col(PesFlow.created_at) < filters.created_until)
-    if after is not None:
-        created, flow_id = after
-        older = col(PesFlow.created_at) < created
-        same_time = and_(col(PesFlow.created_at) == created, col(PesFlow.id) < flow_id)
-        query = query.where(or_(older, same_time))
+    query = query.where(keyset_after(col(PesFlow.created_at), col(PesFlow.id), after))
     query = query.order_by(col(PesFlow.created_at).desc(), col(PesFlow.id).desc()).limit(limit)
     return (await session.exec(query)).all()
 
@@ -197,17 +194,13 @@ async def list_retours(
     session: AsyncSession,
     siren: str,
     id_coll: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
+    after: PageCursor | None,
     limit: int,
 ) -> Sequence[PesRetour]:
     query = select(PesRetour).where(PesRetour.siren == siren)
     if id_coll is not None:
         query = query.where(PesRetour.id_coll == id_coll)
-    if after is not None:
-        received, retour_id = after
-        older = col(PesRetour.received_at) < received
-        same_time = and_(col(PesRetour.received_at) == received, col(PesRetour.id) < retour_id)
-        query = query.where(or_(older, same_time))
+    query = query.where(keyset_after(col(PesRetour.received_at), col(PesRetour.id), after))
     query = query.order_by(col(PesRetour.received_at).desc(), col(PesRetour.id).desc())
     return (await session.exec(query.limit(limit))).all()
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
-import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -18,7 +15,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_actes_pes.pes import repository, service
 from kanol_actes_pes.pes.errors import (
-    PesCursorInvalid,
     PesDocumentNotFound,
     PesFlowNotFound,
     PesRetourNotFound,
@@ -50,6 +46,7 @@ from kanol_common.idempotency import (
     scope_of,
 )
 from kanol_common.organisations import require_subscription
+from kanol_common.pagination import PageCursor, decode_optional, page_of
 from kanol_common.runtime import DatabaseSession
 from kanol_common.storage import LocalObjectStore
 
@@ -296,7 +293,7 @@ async def post_flow(
                 }
             }
         },
-        400: _problem("pes-cursor-invalid", 400, "The pagination cursor cannot be read", "x"),
+        400: _problem("invalid-cursor", 400, "Invalid pagination cursor", "x"),
     },
 )
 async def list_flows(
@@ -328,17 +325,14 @@ async def list_flows(
         overdue_before=overdue_cutoff(context.settings, service.now_utc()) if overdue else None,
     )
     flows = await repository.list_flows(
-        session, caller.siren, filters, _read_cursor(cursor), limit + 1
+        session, caller.siren, filters, decode_optional(cursor), limit + 1
     )
-    page = list(flows[:limit])
+    page, next_cursor = page_of(flows, limit, lambda flow: PageCursor(flow.created_at, flow.id))
     items = []
     for flow in page:
         documents = await repository.documents_of(session, flow.id)
         items.append(service.flow_public(context.settings, flow, documents))
-    more = len(flows) > limit
-    return PesFlowPage(
-        items=items, next_cursor=_write_cursor(page[-1].created_at, page[-1].id) if more else None
-    )
+    return PesFlowPage(items=items, next_cursor=next_cursor)
 
 
 @router.get(
@@ -472,7 +466,7 @@ _RETOUR_EXAMPLE = {
                 "application/json": {"example": {"items": [_RETOUR_EXAMPLE], "next_cursor": None}}
             }
         },
-        400: _problem("pes-cursor-invalid", 400, "The pagination cursor cannot be read", "x"),
+        400: _problem("invalid-cursor", 400, "Invalid pagination cursor", "x"),
     },
 )
 async def list_retours(
@@ -484,13 +478,14 @@ async def list_retours(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> PesRetourPage:
     retours = await repository.list_retours(
-        session, caller.siren, id_coll, _read_cursor(cursor), limit + 1
+        session, caller.siren, id_coll, decode_optional(cursor), limit + 1
     )
-    page = list(retours[:limit])
-    more = len(retours) > limit
+    page, next_cursor = page_of(
+        retours, limit, lambda retour: PageCursor(retour.received_at, retour.id)
+    )
     return PesRetourPage(
         items=[service.retour_public(context.settings, retour) for retour in page],
-        next_cursor=_write_cursor(page[-1].received_at, page[-1].id) if more else None,
+        next_cursor=next_cursor,
     )
 
 
@@ -573,19 +568,3 @@ def _xml_response(content: bytes, filename: str, sha256: str) -> Response:
     safe = re.sub(r"[^A-Za-z0-9_.\-]", "_", filename)[:200]
     headers = {"Content-Disposition": f'attachment; filename="{safe}"', "ETag": f'"{sha256}"'}
     return Response(content, media_type="application/xml", headers=headers)
-
-
-def _write_cursor(moment: datetime, row_id: uuid.UUID) -> str:
-    raw = json.dumps([service.as_utc(moment).isoformat(), str(row_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _read_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        moment, row_id = json.loads(raw)
-        return datetime.fromisoformat(moment), uuid.UUID(row_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise PesCursorInvalid(f"The cursor {cursor!r} was not given by this API") from exc
