@@ -253,9 +253,13 @@ class MessageSender:
             self._wakeup.clear()
 
     async def send_due(self) -> int:
+        """Send the pending messages, oldest first, within the hourly volume left."""
+        now = service.now_utc()
         async with self.database.session() as session:
+            sent = await repository.sent_since(session, now - timedelta(hours=1))
+            budget = max(self.settings.prefecture_max_per_hour - sent, 0)
             due = await repository.outgoing_due(
-                session, service.now_utc(), self.settings.transmit_batch_size
+                session, now, min(self.settings.transmit_batch_size, budget)
             )
         for message in due:
             await self.send(message.id)

@@ -57,6 +57,23 @@ async def documents_of(session: AsyncSession, acte_id: uuid.UUID) -> Sequence[Ac
     return (await session.exec(query)).all()
 
 
+async def documents_of_many(
+    session: AsyncSession, acte_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[ActeDocument]]:
+    """The documents of several actes in one query (a page of a list)."""
+    found: dict[uuid.UUID, list[ActeDocument]] = {acte_id: [] for acte_id in acte_ids}
+    if not acte_ids:
+        return found
+    query = (
+        select(ActeDocument)
+        .where(col(ActeDocument.acte_id).in_(list(acte_ids)))
+        .order_by(col(ActeDocument.created_at), col(ActeDocument.role))
+    )
+    for document in (await session.exec(query)).all():
+        found[document.acte_id].append(document)
+    return found
+
+
 async def document_of(
     session: AsyncSession, acte_id: uuid.UUID, role: str
 ) -> tuple[str, ActeDocument | None] | None:

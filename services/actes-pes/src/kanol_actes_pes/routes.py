@@ -215,12 +215,10 @@ async def list_actes(
     actes = await repository.list_actes(session, caller.siren, filters, after, limit + 1)
     items, next_cursor = page_of(actes, limit, lambda a: PageCursor(a.created_at, a.id))
     waiting = context.transmitter.capacity_exhausted
+    documents = await repository.documents_of_many(session, [acte.id for acte in items])
     public = [
         service.acte_public(
-            context.settings,
-            acte,
-            await repository.documents_of(session, acte.id),
-            waiting_for_capacity=waiting,
+            context.settings, acte, documents[acte.id], waiting_for_capacity=waiting
         )
         for acte in items
     ]
