@@ -41,6 +41,7 @@ from kanol_common.events.actes import (
     ClassificationUpdated,
 )
 from kanol_common.testing.delivery import read_topic, wait_until
+from kanol_common.testing.organisations import seed_organisation
 
 from .conftest import OTHER_SIREN, Actes
 from .test_submit import assert_problem
@@ -457,3 +458,13 @@ async def test_a_newer_classification_announced_by_the_prefecture_is_fetched(
     await actes.receiver.fetch_once(wait_seconds=2)
     current = await actes.http.get("/v1/classifications/035", headers=actes.headers())
     assert current.json()["date_classification"] == "2025-01-01"
+
+
+async def test_the_departement_comes_from_the_organisation(actes: Actes) -> None:
+    siren = "212900013"
+    await seed_organisation(actes.app.state.runtime.database, siren, departement="029")
+    response = await actes.submit(actes.metadata(), headers=actes.headers(siren=siren))
+    assert response.status_code == 201, response.text
+    assert response.json()["identifiant_acte"].startswith(f"029-{siren}-")
+    given = await actes.submit(actes.metadata(departement="974"), headers=actes.headers(siren))
+    assert given.json()["identifiant_acte"].startswith(f"974-{siren}-")

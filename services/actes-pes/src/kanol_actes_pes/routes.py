@@ -56,7 +56,7 @@ from kanol_common.idempotency import (
     request_fingerprint,
     scope_of,
 )
-from kanol_common.organisations import require_subscription
+from kanol_common.organisations import get_organisation, require_subscription
 from kanol_common.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_CURSOR_LENGTH,
@@ -141,7 +141,12 @@ async def post_acte(
         metadata = service.parse_metadata(upload.metadata)
         nature = service.check_metadata(metadata, caller, settings, service.now_utc().date())
         service.check_annexes(metadata, len(upload.annexes))
-        departement = metadata.departement or settings.departement
+        organisation = await get_organisation(session, caller.siren)
+        departement = (
+            metadata.departement
+            or service.departement_of(organisation.departement if organisation else None)
+            or settings.departement
+        )
         current = await service.current_classification(
             session, context.store, context.classifications, departement
         )
@@ -160,6 +165,7 @@ async def post_acte(
             annexes=upload.annexes,
             type_piece=type_piece,
             classification_date=current.date_classification,
+            departement=departement,
         )
         acte = submission.acte
         body = service.acte_public(settings, acte, submission.documents)

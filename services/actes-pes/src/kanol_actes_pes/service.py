@@ -200,6 +200,17 @@ def check_classification(
     return type_piece
 
 
+def departement_of(registered: str | None) -> str | None:
+    """The ACTES code (``035``, ``02A``, ``974``) of a département as identity registered it
+    (``35``, ``2A``...); ``None`` when it has none or it cannot be one."""
+    if not registered:
+        return None
+    code = registered.strip().upper()
+    if len(code) == 2:
+        code = f"0{code}"
+    return code if DEPARTEMENT_PATTERN.fullmatch(code) else None
+
+
 def _check_siret(siret: str, caller: Caller) -> None:
     if not is_valid_siret(siret):
         raise SiretInvalid(f"siret {siret!r} is not a SIRET (14 digits, Luhn checksum)")
@@ -252,6 +263,7 @@ async def submit_acte(
     annexes: Sequence[ReceivedPdf] = (),
     type_piece: str | None = None,
     classification_date: date | None = None,
+    departement: str | None = None,
 ) -> Submission:
     """Record a checked acte as waiting for transmission, with its PDF and its event.
 
@@ -261,7 +273,7 @@ async def submit_acte(
     # A numéro interne already used is refused by the unique constraint at the flush
     # below, not by a query before it: the constraint decides anyway, concurrently too.
     now = now_utc()
-    departement = metadata.departement or settings.departement
+    departement = departement or metadata.departement or settings.departement
     identifiant = identifiant_acte(
         departement, caller.siren, metadata.date_decision, metadata.numero_interne, nature
     )
