@@ -297,6 +297,8 @@ async def test_list_search_and_cursor(actes: Actes) -> None:
     assert len(await ids(state="waiting_for_transmission")) == 6
     assert await ids(state="acknowledged") == []
     assert len(await ids(date_decision_from=created[0]["date_decision"])) == 6
+    assert len(await ids(created_from="2000-01-01T00:00:00")) == 6  # no zone: UTC
+    assert await ids(created_to="2000-01-01T00:00:00+02:00") == []
     other = await actes.http.get("/v1/actes", headers=actes.headers(siren=OTHER_SIREN))
     assert other.json()["items"] == []
     bad = await actes.http.get("/v1/actes", params={"cursor": "nope"}, headers=actes.headers())

@@ -212,8 +212,8 @@ async def list_actes(
         objet=objet,
         decided_from=date_decision_from,
         decided_to=date_decision_to,
-        created_from=created_from,
-        created_to=created_to,
+        created_from=service.as_utc(created_from) if created_from else None,
+        created_to=service.as_utc(created_to) if created_to else None,
         overdue=overdue,
     )
     after = decode_optional(cursor)
