@@ -160,12 +160,14 @@ def run_platform(
     prefecture_args: tuple[str, ...] = (),
     log_level: str = "INFO",
 ) -> Iterator[Platform]:
-    """Start prefecture simulator, identity, actes-pes and archive; stop them on exit.
+    """Start the prefecture and Hélios simulators, identity, actes-pes, archive; stop on exit.
 
     ``database_urls`` maps ``identity``, ``actes-pes`` and ``archive`` to their databases.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = {name: free_port() for name in ("identity", "actes-pes", "archive", "prefecture")}
+    ports = {
+        name: free_port() for name in ("identity", "actes-pes", "archive", "prefecture", "helios")
+    }
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     archive_secret = secrets.token_urlsafe(16)
     platform = Platform(
@@ -187,6 +189,7 @@ def run_platform(
         "KANOL_IDENTITY_URL": urls["identity"],
         "KANOL_TOKEN_ISSUER": urls["identity"],
         "KANOL_PREFECTURE_URL": urls["prefecture"],
+        "KANOL_HELIOS_URL": urls["helios"],
         "KANOL_PUBLIC_URL": urls["actes-pes"],
         "KANOL_TRUSTED_DOCUMENT_ORIGINS": json.dumps([urls["actes-pes"]]),
         "KANOL_ARCHIVE_CLIENT_ID": "e2e-archive",
@@ -214,7 +217,7 @@ def run_platform(
             "commune",
             platform.client_id,
             platform.client_secret,
-            "actes:write actes:read archive:read",
+            "actes:write actes:read pes:write pes:read archive:read",
         ),
     )
     for siren, name, kind, client_id, secret, scopes in seeds:
@@ -248,13 +251,14 @@ def run_platform(
 
     commands = {
         "prefecture": ["-m", "kanol_actes_pes.simulators.prefecture", *prefecture_args],
+        "helios": ["-m", "kanol_actes_pes.simulators.helios"],
         "identity": ["-m", "kanol_identity", "serve"],
         "actes-pes": ["-m", "kanol_actes_pes", "serve"],
         "archive": ["-m", "kanol_archive", "serve"],
     }
     try:
         for name, arguments in commands.items():
-            path = "/livez" if name == "prefecture" else "/readyz"
+            path = "/livez" if name in ("prefecture", "helios") else "/readyz"
             platform.launches[name] = Launch(
                 argv=[sys.executable, *arguments, "--port", str(ports[name])],
                 env=env_of(name),
