@@ -65,7 +65,7 @@ seed() {
     --siren "$KANOL_DEMO_SIREN" --name "Commune de Démo" --kind commune --departement 035 \
     --services all \
     --client-id "$KANOL_DEMO_CLIENT_ID" --client-secret="$KANOL_DEMO_CLIENT_SECRET" \
-    --scopes "actes:write actes:read archive:read"
+    --scopes "actes:write actes:read pes:write pes:read archive:write archive:read"
 }
 
 up() {
