@@ -228,6 +228,8 @@ class Transmitter:
                     transmission_id=uuid.uuid4().hex,
                     transmission_attempts=acte.transmission_attempts + 1,
                     next_attempt_at=None,
+                    # A new claim: if this one gets stuck too, it is reported again.
+                    transmission_stuck_at=None,
                 )
             except service.StaleActe:
                 await session.rollback()
