@@ -470,3 +470,39 @@ async def test_the_departement_comes_from_the_organisation(actes: Actes) -> None
     assert response.json()["identifiant_acte"].startswith(f"029-{siren}-")
     given = await actes.submit(actes.metadata(departement="974"), headers=actes.headers(siren))
     assert given.json()["identifiant_acte"].startswith(f"974-{siren}-")
+
+
+class _LostAnswer:
+    """The gateway takes the transmission, and its answer is lost on the way back."""
+
+    def __init__(self, gateway: Any) -> None:
+        self._gateway = gateway
+
+    async def transmit(self, archive: TransmissionArchive) -> Any:
+        await self._gateway.transmit(archive)
+        raise GatewayUnavailable("gateway unreachable: read timeout")
+
+
+async def test_an_annulation_whose_answer_is_lost_is_sent_once(actes: Actes) -> None:
+    acte = await acknowledged_acte(actes)
+    sender = actes.app.state.actes_sender
+    gateway = sender.gateway
+    await actes.http.post(f"/v1/actes/{acte['id']}/cancel", headers=actes.headers())
+
+    actes.settings.transmit_retry_base_seconds = 0.000001  # due again at once
+    sender.gateway = _LostAnswer(gateway)
+    await sender.send_due()
+    messages_url = f"/v1/actes/{acte['id']}/messages"
+    [pending] = (await actes.http.get(messages_url, headers=actes.headers())).json()["items"]
+    assert pending["state"] == "pending" and "read timeout" in pending["last_error"]
+
+    sender.gateway = gateway
+    assert await sender.send_due() == 1
+    [transmission] = await actes.simulator.transmissions(
+        idempotency_key=f"{acte['identifiant_acte']}/{pending['id']}"
+    )
+    assert transmission["deliveries"] == 2  # the same key twice: one transmission
+    await actes.receiver.fetch_once(wait_seconds=2)
+    assert (await actes.acte(acte["id"]))["state"] == "cancelled"
+    items = (await actes.http.get(messages_url, headers=actes.headers())).json()["items"]
+    assert [m["code"] for m in items] == ["6-1", "6-2"]

@@ -287,7 +287,10 @@ class MessageSender:
             )
             try:
                 receipt = await self.gateway.transmit(archive)
-            except (GatewayBusy, GatewayUnavailable, TransmissionRejected) as exc:
+            except TransmissionRejected as exc:
+                await self._fail(session, message, str(exc))
+                return
+            except (GatewayBusy, GatewayUnavailable) as exc:
                 await self._postpone(session, message, str(exc))
                 return
             now = service.now_utc()
@@ -305,6 +308,16 @@ class MessageSender:
     async def _file(self, document: ActeDocument) -> ArchiveFile:
         content = await self.store.get(document.sha256)
         return ArchiveFile(document.filename, content, document.media_type)
+
+    async def _fail(self, session: AsyncSession, message: ActeMessage, error: str) -> None:
+        # A bug on Kanol's side (it built what the gateway refuses): shown on the message.
+        message.state = MessageState.FAILED.value
+        message.attempts += 1
+        message.last_error = error
+        message.updated_at = service.now_utc()
+        session.add(message)
+        await session.commit()
+        log.error("acte.message_refused", message_id=str(message.id), error=error)
 
     async def _postpone(self, session: AsyncSession, message: ActeMessage, error: str) -> None:
         seconds = self.settings.transmit_retry_base_seconds * 2 ** min(message.attempts, 10)

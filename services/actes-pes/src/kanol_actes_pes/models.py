@@ -157,6 +157,7 @@ class MessageState(StrEnum):
     PENDING = "pending"  # an answer or a 6-1 waiting to be sent
     SENT = "sent"  # taken by the gateway
     ACKNOWLEDGED = "acknowledged"  # the prefecture acknowledged it (3-5, 4-5, 6-2)
+    FAILED = "failed"  # the gateway refused it: sending it again would be refused again
 
 
 class ActeMessage(SQLModel, table=True):
