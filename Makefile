@@ -29,6 +29,7 @@ test: sync ## Run the whole suite against real Kafka and PostgreSQL
 	@bash scripts/postgres.sh install
 	@bash scripts/s3.sh install
 	@bash scripts/chromium.sh install
+	@bash scripts/kustomize.sh >/dev/null
 	$(UV) run --frozen pytest
 
 lint: sync ## ruff and mypy strict
@@ -36,6 +37,7 @@ lint: sync ## ruff and mypy strict
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy -p kanol_common -p kanol_identity -p kanol_actes_pes -p kanol_archive
 	$(UV) run --frozen mypy bench scripts/demo.py tests/e2e conftest.py
+	$(UV) run --frozen mypy tests/deploy
 
 format: ## Format the code
 	$(UV) run --frozen ruff format .
