@@ -19,6 +19,7 @@ from kanol_common.auth import (
     TokenRequestError,
 )
 from kanol_common.testing.auth import TokenFactory
+from kanol_identity import credentials
 from kanol_identity.__main__ import main
 from kanol_identity.models import ApiClient, utcnow
 from kanol_identity.testing import BASE_URL, Identity, basic
@@ -98,6 +99,24 @@ class TestClientCredentials:
         assert response.status_code == 401
         assert response.json()["error"] == "invalid_client"
         assert response.headers["www-authenticate"].startswith("Basic")
+
+    async def test_a_rotated_secret_is_refused_though_recently_verified(
+        self, identity: Identity
+    ) -> None:
+        _, client_id, secret = await identity.add_client("actes:read")
+        assert (await identity.token_response(client_id, secret)).status_code == 200
+        async with identity.app.state.runtime.database.session() as session:
+            result = await session.exec(select(ApiClient).where(ApiClient.client_id == client_id))
+            client = result.one()
+            client.secret_hash = await credentials.hash_secret("the new secret")
+            session.add(client)
+            await session.commit()
+
+        old = await identity.token_response(client_id, secret)
+        new = await identity.token_response(client_id, "the new secret")
+
+        assert old.status_code == 401
+        assert new.status_code == 200
 
     async def test_unknown_client_is_invalid_client(self, identity: Identity) -> None:
         response = await identity.token_response("nobody-such", "whatever")

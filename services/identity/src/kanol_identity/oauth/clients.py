@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -134,16 +136,61 @@ async def _check_secret(
         await credentials.spend_verification_time(secret)
         log.info("oauth.client_refused", client_id=presented.client_id, reason="unknown")
         raise InvalidClient("Client authentication failed.")
-    if client.auth_method != ClientAuthMethod.CLIENT_SECRET or not await credentials.secret_matches(
-        client.secret_hash, secret
-    ):
+    if client.auth_method != ClientAuthMethod.CLIENT_SECRET:
+        log.info("oauth.client_refused", client_id=client.client_id, reason="wrong_method")
+        raise InvalidClient("Client authentication failed.")
+    if _recently_verified.holds(client.client_id, client.secret_hash, secret):
+        return
+    if not await credentials.secret_matches(client.secret_hash, secret):
         log.info("oauth.client_refused", client_id=client.client_id, reason="bad_secret")
         raise InvalidClient("Client authentication failed.")
 
+    _recently_verified.remember(client.client_id, client.secret_hash, secret)
     if credentials.needs_rehash(client.secret_hash):
         # The hashing parameters were strengthened since this secret was stored.
         client.secret_hash = await credentials.hash_secret(secret)
         session.add(client)
+
+
+class VerifiedSecrets:
+    """Secrets this replica verified lately, so a client asking again skips Argon2id.
+
+    Argon2id costs tens of milliseconds and 64 MiB per check, on purpose; a client that
+    asks for tokens often would pay it every time. An entry is the SHA-256 of the client id,
+    of the stored hash and of the secret presented: a rotated secret (another stored hash)
+    or another secret finds no entry, and a revoked client is refused after this check all
+    the same. The memory holds digests of 256-bit random secrets, which reveal nothing.
+    """
+
+    def __init__(self, ttl_seconds: float = 300.0, size: int = 4096) -> None:
+        self._ttl = ttl_seconds
+        self._size = size
+        self._entries: OrderedDict[bytes, float] = OrderedDict()
+
+    @staticmethod
+    def _key(client_id: str, secret_hash: str, secret: str) -> bytes:
+        material = "\x00".join((client_id, secret_hash, secret)).encode("utf-8")
+        return hashlib.sha256(material).digest()
+
+    def holds(self, client_id: str, secret_hash: str, secret: str) -> bool:
+        key = self._key(client_id, secret_hash, secret)
+        until = self._entries.get(key)
+        if until is None:
+            return False
+        if until < time.monotonic():
+            self._entries.pop(key, None)
+            return False
+        return True
+
+    def remember(self, client_id: str, secret_hash: str, secret: str) -> None:
+        key = self._key(client_id, secret_hash, secret)
+        self._entries[key] = time.monotonic() + self._ttl
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
+_recently_verified = VerifiedSecrets()
 
 
 def _check_assertion(
