@@ -16,6 +16,7 @@ from kanol_actes_pes.prefecture import actes_xml
 from kanol_actes_pes.prefecture.port import (
     ArchiveFile,
     GatewayBusy,
+    GatewayUnavailable,
     TransmissionArchive,
     TransmissionRejected,
 )
@@ -29,7 +30,10 @@ IDENTIFIANT = f"035-{SIREN}-20240312-2024_45-DE"
 
 
 def archive_of(
-    key: str = "k1", numero: str = "2024_45", changes: dict[str, bytes | None] | None = None
+    key: str = "k1",
+    numero: str = "2024_45",
+    changes: dict[str, bytes | None] | None = None,
+    matiere: str = "7.1",
 ) -> TransmissionArchive:
     """A transmission built by Kanol, with files replaced (or removed, for None) if asked."""
     acte = ActeToTransmit(
@@ -39,7 +43,7 @@ def archive_of(
         date_decision=date(2024, 3, 12),
         numero_interne=numero,
         nature=Nature.DELIBERATION,
-        matiere=Matiere.parse("7.1"),
+        matiere=Matiere.parse(matiere),
         objet="Délibération de test",
         classification_date=date(2024, 1, 1),
         document=make_pdf(),
@@ -214,3 +218,20 @@ async def test_an_outdated_classification_gets_an_anomalie() -> None:
         assert isinstance(anomalie, actes_xml.Anomalie)
         assert anomalie.nature == "002"
         assert anomalie.classification_date_en_cours == date(2025, 1, 1)
+
+
+async def test_a_failing_gateway_records_nothing() -> None:
+    config = SimulatorConfig(state_path=":memory:", failure_rate=1.0, seed=3)
+    async for failing in running_simulator(config):
+        with pytest.raises(GatewayUnavailable, match="503"):
+            await failing.gateway.transmit(archive_of())
+        assert await failing.transmissions() == []
+
+
+async def test_an_unknown_matiere_gets_an_anomalie(simulator: Simulator) -> None:
+    await simulator.gateway.transmit(archive_of(numero="9_8", matiere="9.8"))
+
+    [reply] = await simulator.gateway.fetch_messages(None, wait_seconds=2)
+    anomalie = actes_xml.read_return_message(reply.content)
+    assert isinstance(anomalie, actes_xml.Anomalie)
+    assert anomalie.nature == "006" and "9.8" in anomalie.detail
