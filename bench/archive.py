@@ -43,7 +43,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import func
 from sqlmodel import select
 
-from bench.infra import REPO, _run, kafka, postgres_database
+from bench.infra import REPO, _run, kafka, percentile, postgres_database
 from kanol_archive.app import create_app
 from kanol_archive.audit import run_audit
 from kanol_archive.models import Archive
@@ -122,9 +122,9 @@ async def _archives(runtime: ServiceRuntime) -> int:
         return int((await session.exec(select(func.count()).select_from(Archive))).one())
 
 
-async def _deposits(
-    settings: ArchiveSettings, runtime: ServiceRuntime, server: Any, count: int, size: int
-) -> None:
+async def _deposits(app: Any, tokens: TokenFactory, server: Any, count: int, size: int) -> None:
+    settings: ArchiveSettings = app.state.runtime.settings
+    runtime: ServiceRuntime = app.state.runtime
     events = [_event(server, f"bench-{n}", size, n) for n in range(count)]
     before = await _archives(runtime)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
@@ -142,15 +142,31 @@ async def _deposits(
     finally:
         await producer.stop()
 
+    # Meanwhile an agent searches: each search waits for its logbook entry, which waits
+    # for the deposits' transactions holding the logbook's lock.
+    token = tokens.issue(SIREN, "archive:read", client_id="bench-reader")
+    transport = httpx.ASGITransport(app=app)
+    searches: list[float] = []
     deadline = time.monotonic() + 300
     done = 0
-    while done < count and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        done = await _archives(runtime) - before
+    async with httpx.AsyncClient(transport=transport, base_url="http://archive") as api:
+        while done < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            asked = time.perf_counter()
+            response = await api.get(
+                "/v1/archives", params={"limit": 10}, headers={"Authorization": f"Bearer {token}"}
+            )
+            response.raise_for_status()
+            searches.append(time.perf_counter() - asked)
+            done = await _archives(runtime) - before
     seconds = time.perf_counter() - started
     print(
         f"deposits from events: {done}/{count} of {size // 1000} KB in {seconds:.1f} s: "
         f"{done / seconds:.1f} deposits/s, {done * size / MB / seconds:.1f} MB/s"
+    )
+    print(
+        f"  a search meanwhile (logged): p50 {percentile(searches, 0.5) * 1000:.0f} ms, "
+        f"p99 {percentile(searches, 0.99) * 1000:.0f} ms over {len(searches)}"
     )
 
 
@@ -259,7 +275,7 @@ async def run(
             await seed_organisation(runtime.database, SIREN)
             await runtime.wait_assigned()
             print(f"archive on {settings.storage} storage, PostgreSQL, Kafka")
-            await _deposits(settings, runtime, running, deposits, document_kb * 1000)
+            await _deposits(app, tokens, running, deposits, document_kb * 1000)
             if transfers:
                 await _transfers(app, tokens, transfers, int(transfer_mb * MB))
             await _audit(runtime, store)
