@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import uuid
 from datetime import UTC, date, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,9 @@ from kanol_archive.models import Archive
 from kanol_archive.retention import RetentionRuleBase, verdict
 from kanol_archive.seda.rules import DESTROY, KEEP
 from kanol_archive.settings import ArchiveSettings
+from kanol_common.delivery_models import OutboxMessage
+from kanol_common.events.archive import ArchiveEliminated, EliminationProposed
+from kanol_common.events.base import EventData
 from kanol_common.runtime import ServiceRuntime
 from kanol_common.testing.auth import TokenFactory
 
@@ -46,6 +50,16 @@ async def _operations(app: FastAPI, archive_id: uuid.UUID | None = None) -> list
         if archive_id is not None:
             query = query.where(LogbookEntry.archive_id == str(archive_id))
         return [entry.operation for entry in (await session.exec(query)).all()]
+
+
+async def _published(app: FastAPI, data_class: type[EventData]) -> list[Any]:
+    async with _runtime(app).database.session() as session:
+        messages = (await session.exec(select(OutboxMessage))).all()
+    return [
+        data_class.model_validate_json(message.payload)
+        for message in messages
+        if dict(message.headers).get("ce_type") == data_class.event_type
+    ]
 
 
 async def test_rules_are_listed_and_an_operators_change_is_logged(
@@ -144,6 +158,11 @@ async def test_an_approved_elimination_destroys_content_no_other_archive_holds(
     assert str(due.archive.id) not in {item["id"] for item in found.json()["items"]}
     assert Operation.ARCHIVE_DESTROYED in await _operations(archive_app, due.archive.id)
     assert Operation.ELIMINATION_APPROVED in await _operations(archive_app)
+
+    announced = [p for p in await _published(archive_app, EliminationProposed) if p.siren == SIREN]
+    assert [set(p.archive_ids) for p in announced] == [proposed]
+    eliminated = await _published(archive_app, ArchiveEliminated)
+    assert {e.archive_id for e in eliminated if e.proposal_id == str(mine.id)} == proposed
 
     # A later sweep proposes none of them again.
     later = await retention.sweep(_runtime(archive_app).database, store)

@@ -42,8 +42,10 @@ from kanol_archive.seda.rules import (
     DepositRules,
     acte_kind,
 )
+from kanol_common import outbox
 from kanol_common.db import Database
 from kanol_common.errors import Conflict, NotFound
+from kanol_common.events.archive import ArchiveEliminated, EliminationProposed
 from kanol_common.logging import get_logger
 from kanol_common.storage import ObjectStore
 
@@ -392,6 +394,17 @@ async def _propose(
             "archives": [str(archive.id) for archive, _ in items],
         },
     )
+    outbox.publish(
+        session,
+        EliminationProposed(
+            proposal_id=str(proposal.id),
+            siren=siren,
+            archive_ids=tuple(str(archive.id) for archive, _ in items),
+            proposed_at=proposal.proposed_at,
+        ),
+        subject=str(proposal.id),
+        tenant=siren,
+    )
     log.info("elimination.proposed", proposal_id=str(proposal.id), tenant=siren, count=len(items))
     return proposal
 
@@ -473,6 +486,18 @@ async def approve(
         retention.destroyed_at = now
         session.add(retention)
         destroyed.append(retention.archive_id)
+        outbox.publish(
+            session,
+            ArchiveEliminated(
+                archive_id=str(retention.archive_id),
+                siren=siren,
+                proposal_id=str(proposal.id),
+                approved_by=actor,
+                eliminated_at=now,
+            ),
+            subject=str(retention.archive_id),
+            tenant=siren,
+        )
         objects = await _objects_of(session, retention.archive_id)
         await logbook.append(
             session,

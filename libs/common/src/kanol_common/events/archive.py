@@ -96,3 +96,30 @@ class LogbookSealed(EventData):
     sequence: int = Field(ge=1, description="The last entry's sequence")
     hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="The last entry's SHA-256 hash")
     sealed_at: datetime
+
+
+class EliminationProposed(EventData):
+    """Archives of an organisation reached the end of their retention with the final action
+    Destroy: its archivist is asked to approve or refuse their elimination."""
+
+    event_type = "fr.kanol.archive.elimination.proposed.v1"
+    topic = TOPIC
+
+    proposal_id: str
+    siren: str = Field(pattern=r"^[0-9]{9}$")
+    archive_ids: tuple[str, ...] = Field(description="The archives proposed")
+    proposed_at: datetime
+
+
+class ArchiveEliminated(EventData):
+    """The organisation's archivist approved the elimination of this archive: its content
+    left the store; its description, fingerprints, manifest and ATR remain."""
+
+    event_type = "fr.kanol.archive.archive.eliminated.v1"
+    topic = TOPIC
+
+    archive_id: str
+    siren: str = Field(pattern=r"^[0-9]{9}$")
+    proposal_id: str
+    approved_by: str = Field(description="The archivist's client or agent")
+    eliminated_at: datetime
