@@ -343,6 +343,8 @@ def test_kafka_runs_in_kraft_mode_with_node_pools(
     assert brokers >= 1
     for pool in pools:
         assert set(pool["spec"]["roles"]) <= {"controller", "broker"}
+        resources_of_pool = pool["spec"]["resources"]
+        assert resources_of_pool["requests"]["memory"] == resources_of_pool["limits"]["memory"]
         volumes = pool["spec"]["storage"]["volumes"]
         assert pool["spec"]["storage"]["type"] == "jbod"
         assert sum(v.get("kraftMetadata") == "shared" for v in volumes) == 1
