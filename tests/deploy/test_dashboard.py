@@ -50,6 +50,25 @@ def series() -> dict[str, frozenset[str]]:
     return metric_labels()
 
 
+def check_expression(expr: str, series: dict[str, frozenset[str]]) -> set[str]:
+    """Every metric the PromQL expression names is exposed, with the labels it uses;
+    returns the labels it groups by."""
+    metrics = set(_METRIC.findall(expr))
+    assert metrics, expr
+    unknown = metrics - set(series)
+    assert not unknown, f"{sorted(unknown)} are exposed by no service: {expr}"
+    labels = set().union(*(series[m] for m in metrics)) | SCRAPE_LABELS
+    grouped = {label.strip() for group in _BY.findall(expr) for label in group.split(",")}
+    matched = {
+        matcher.split("=")[0].rstrip("!~").strip()
+        for block in _MATCHERS.findall(expr)
+        for matcher in block.split(",")
+    }
+    assert grouped - {""} <= labels, f"{expr}: no label {sorted(grouped - labels)}"
+    assert matched - {""} <= labels, f"{expr}: no label {sorted(matched - labels)}"
+    return grouped - {""}
+
+
 def test_every_metric_and_label_queried_exists(
     overlays: dict[str, list[Resource]], series: dict[str, frozenset[str]]
 ) -> None:
@@ -57,19 +76,24 @@ def test_every_metric_and_label_queried_exists(
         exprs = expressions(dashboard(resources))
         assert exprs
         for expr in exprs:
-            metrics = set(_METRIC.findall(expr))
-            assert metrics, expr
-            unknown = metrics - set(series)
-            assert not unknown, f"{sorted(unknown)} are exposed by no service: {expr}"
-            labels = set().union(*(series[m] for m in metrics)) | SCRAPE_LABELS
-            grouped = {label.strip() for group in _BY.findall(expr) for label in group.split(",")}
-            matched = {
-                matcher.split("=")[0].rstrip("!~").strip()
-                for block in _MATCHERS.findall(expr)
-                for matcher in block.split(",")
-            }
-            assert grouped - {""} <= labels, f"{expr}: no label {sorted(grouped - labels)}"
-            assert matched - {""} <= labels, f"{expr}: no label {sorted(matched - labels)}"
+            check_expression(expr, series)
+
+
+def test_alerts_query_real_metrics_and_name_labels_they_keep(
+    overlays: dict[str, list[Resource]], series: dict[str, frozenset[str]]
+) -> None:
+    (rule,) = of_kind(overlays["prod"], "PrometheusRule")
+    alerts = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    assert len(alerts) >= 5
+    for alert in alerts:
+        kept = check_expression(alert["expr"], series)
+        text = " ".join(alert.get("annotations", {}).values())
+        # An annotation can show only a label that the aggregation keeps.
+        shown = set(re.findall(r"\$labels\.(\w+)", text))
+        assert shown <= kept, f"{alert['alert']}: {sorted(shown - kept)} are aggregated away"
+    assert {"kanol_dlq_messages_total", "kanol_consumer_lag", "kanol_outbox_backlog"} <= set(
+        _METRIC.findall(" ".join(a["expr"] for a in alerts))
+    )
 
 
 def test_the_dashboard_shows_what_operators_were_promised(
