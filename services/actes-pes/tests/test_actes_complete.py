@@ -325,18 +325,23 @@ async def test_idempotency_key_replays_and_refuses_another_body(actes: Actes) ->
 
 async def test_beyond_the_hourly_cap_actes_wait_in_order(actes: Actes) -> None:
     actes.settings.prefecture_max_per_hour = 2
-    ids = [(await actes.submit()).json()["id"] for _ in range(3)]
+    ids = [(await actes.submit()).json()["id"] for _ in range(4)]
     assert await actes.transmitter.run_once() == 2
     states = [(await actes.acte(acte_id))["state"] for acte_id in ids]
-    assert states == ["transmitted", "transmitted", "waiting_for_transmission"]
+    assert states == ["transmitted"] * 2 + ["waiting_for_transmission"] * 2
     waiting = await actes.acte(ids[2])
     assert waiting["waiting_for_capacity"] is True
-    assert REGISTRY.get_sample_value("kanol_actes_waiting_for_capacity") == 1
+    assert REGISTRY.get_sample_value("kanol_actes_waiting_for_capacity") == 2
     assert await actes.transmitter.run_once() == 0
 
     actes.settings.prefecture_max_per_hour = 3
     assert await actes.transmitter.run_once() == 1
-    assert (await actes.acte(ids[2]))["waiting_for_capacity"] is False
+    assert (await actes.acte(ids[2]))["state"] == "transmitted"  # the oldest goes first
+    assert REGISTRY.get_sample_value("kanol_actes_waiting_for_capacity") == 1
+    actes.settings.prefecture_max_per_hour = 10
+    assert await actes.transmitter.run_once() == 1
+    assert (await actes.acte(ids[3]))["waiting_for_capacity"] is False
+    assert REGISTRY.get_sample_value("kanol_actes_waiting_for_capacity") == 0
 
 
 async def test_late_actes_are_reported_once(actes: Actes, kafka_bootstrap: str) -> None:

@@ -153,6 +153,16 @@ async def waiting_for_transmission(
     return (await session.exec(query)).all()
 
 
+async def count_waiting_due(session: AsyncSession, now: datetime) -> int:
+    due = col(Acte.next_attempt_at).is_(None) | (col(Acte.next_attempt_at) <= now)
+    query = (
+        select(func.count())
+        .select_from(Acte)
+        .where(Acte.state == ActeState.WAITING_FOR_TRANSMISSION.value, due)
+    )
+    return int((await session.exec(query)).one())
+
+
 async def failed_due_for_retry(
     session: AsyncSession, now: datetime, limit: int
 ) -> Sequence[uuid.UUID]:

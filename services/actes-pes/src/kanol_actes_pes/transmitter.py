@@ -136,11 +136,13 @@ class Transmitter:
             due = await repository.waiting_for_transmission(
                 session, now, min(self.settings.transmit_batch_size, budget + 1)
             )
-        # Oldest first: what exceeds the volume waits in its place for the next turn.
-        self.capacity_exhausted = len(due) > budget
-        ACTES_WAITING_FOR_CAPACITY.set(max(len(due) - budget, 0) if self.capacity_exhausted else 0)
-        if self.capacity_exhausted:
-            log.warning("acte.hourly_volume_reached", budget=budget)
+            # Oldest first: what exceeds the volume waits in its place for the next turn.
+            self.capacity_exhausted = len(due) > budget
+            held = 0
+            if self.capacity_exhausted:
+                held = await repository.count_waiting_due(session, now) - budget
+                log.warning("acte.hourly_volume_reached", budget=budget, held=held)
+        ACTES_WAITING_FOR_CAPACITY.set(held)
         due = due[:budget]
         await self._transmit_concurrently(due)
         return len(due)
