@@ -228,3 +228,44 @@ def test_containers_are_hardened(compose: dict[str, Any], name: str) -> None:
     assert "/tmp" in service["tmpfs"]
     assert service["cap_drop"] == ["ALL"]
     assert service["build"]["dockerfile"] == "Dockerfile"
+
+
+def _platform_seeds() -> list[dict[str, object]]:
+    """What scripts/platform.sh seeds for `make up`: SIREN, scopes, services of each call."""
+    text = (ROOT / "scripts" / "platform.sh").read_text(encoding="utf-8")
+    defaults = dict(re.findall(r"(?m)^(KANOL_\w+)=(\S+)$", text))
+    seeds = []
+    for block in text.split("kanol_identity seed")[1:]:
+        call = block.split("\n\n")[0].split("}")[0]
+        siren = re.search(r"--siren \"?\$?\{?(\w+)", call)
+        scopes = re.search(r"--scopes \"([^\"]*)\"", call)
+        services = re.search(r"--services (\S+)", call)
+        assert siren and scopes
+        seeds.append(
+            {
+                "siren": defaults.get(siren.group(1), siren.group(1)),
+                "scopes": set(scopes.group(1).split()),
+                "services": services.group(1) if services else None,
+            }
+        )
+    return seeds
+
+
+def test_the_same_organisations_and_clients_as_make_up(compose: dict[str, Any]) -> None:
+    platform = _platform_seeds()
+    assert len(platform) >= 2
+    seeded = []
+    for service in python_services(compose).values():
+        command = [interpolated(part) for part in service["command"]]
+        if command[3:4] != ["seed"]:
+            continue
+        seeded.append(
+            {
+                "siren": option_value(command, "--siren"),
+                "scopes": set((option_value(command, "--scopes") or "").split()),
+                "services": option_value(command, "--services"),
+            }
+        )
+    assert sorted(seeded, key=lambda seed: str(seed["siren"])) == sorted(
+        platform, key=lambda seed: str(seed["siren"])
+    )
