@@ -342,15 +342,16 @@ async def seal(session: AsyncSession, *, tenant: str) -> LogbookSeal | None:
 
 
 async def keep_sealing(database: Database, *, period_seconds: float, tenant: str) -> None:
-    """The background task: publish the head every ``period_seconds`` while it changes."""
+    """The background task: publish the head at start, then every ``period_seconds``
+    while it changes."""
     while True:
-        await asyncio.sleep(period_seconds)
         try:
             async with database.session() as session:
                 await seal(session, tenant=tenant)
                 await session.commit()
-        except Exception:
+        except Exception:  # the next period tries again
             log.warning("logbook.seal_failed", exc_info=True)
+        await asyncio.sleep(period_seconds)
 
 
 async def published_heads(

@@ -660,5 +660,5 @@ async def keep_sweeping(
         await asyncio.sleep(period_seconds)
         try:
             await sweep(database, store, rules)
-        except Exception:
+        except Exception:  # the next period tries again
             log.warning("retention.sweep_failed", exc_info=True)
