@@ -655,10 +655,11 @@ async def sweep(
 async def keep_sweeping(
     database: Database, store: ObjectStore, rules: RetentionRules, *, period_seconds: float
 ) -> None:
-    """The background task: a sweep every ``period_seconds``."""
+    """The background task: a sweep at start, then every ``period_seconds`` (a service
+    restarted more often than the period still sweeps)."""
     while True:
-        await asyncio.sleep(period_seconds)
         try:
             await sweep(database, store, rules)
         except Exception:  # the next period tries again
             log.warning("retention.sweep_failed", exc_info=True)
+        await asyncio.sleep(period_seconds)
