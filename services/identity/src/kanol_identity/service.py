@@ -1,20 +1,17 @@
-"""What identity does: organisations, subscriptions, API clients, authentication, tokens.
+"""What identity does: organisations, subscriptions and API clients.
 
 Functions take the caller's open session and never commit; the request or the command does,
 so a change and the event reporting it land together or not at all. Agents live in
-:mod:`kanol_identity.agents`, effective subscriptions in :mod:`kanol_identity.subscriptions`.
+:mod:`kanol_identity.agents`, effective subscriptions in :mod:`kanol_identity.subscriptions`,
+tokens in :mod:`kanol_identity.tokens`.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -33,8 +30,6 @@ from kanol_identity.errors import (
     ApiClientNotFound,
     ClientKeyInvalid,
     ClientRevoked,
-    InvalidClient,
-    InvalidScope,
     NotGrantable,
     NotSubscribed,
     OrganisationAlreadyRegistered,
@@ -62,20 +57,8 @@ from kanol_identity.repository import (
     OrganisationRepository,
     SubscriptionRepository,
 )
-from kanol_identity.settings import IdentitySettings
-from kanol_identity.signing import ALGORITHM, SigningKeys
 
 log = get_logger(__name__)
-
-ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068: a JWT access token says so in its header
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedToken:
-    access_token: str
-    expires_in: int
-    scopes: tuple[str, ...]
-
 
 class Outcome(StrEnum):
     """What an idempotent write did."""
@@ -510,78 +493,3 @@ async def revoke_api_client(session: AsyncSession, siren: str, client_id: str) -
     )
     log.info("api_client.revoked", tenant=siren, client_id=client_id)
     return client
-
-
-# -- the token endpoint --------------------------------------------------------------------
-
-
-async def authenticate_client(session: AsyncSession, client_id: str, secret: str) -> ApiClient:
-    """The client whose secret this is; every failure reads the same to the caller."""
-    repository = ApiClientRepository(session)
-    client = await repository.get_by_client_id(client_id)
-    if client is None:
-        await credentials.spend_verification_time(secret)
-        log.info("oauth.client_refused", client_id=client_id, reason="unknown")
-        raise InvalidClient("Client authentication failed.")
-    if client.secret_hash is None or not await credentials.secret_matches(
-        client.secret_hash, secret
-    ):
-        log.info("oauth.client_refused", client_id=client_id, reason="bad_secret")
-        raise InvalidClient("Client authentication failed.")
-    if client.is_revoked:
-        log.info("oauth.client_refused", client_id=client_id, reason="revoked")
-        raise InvalidClient("Client authentication failed.")
-
-    if credentials.needs_rehash(client.secret_hash):  # the check above proved it is set
-        # The hashing parameters were strengthened since this secret was stored.
-        client.secret_hash = await credentials.hash_secret(secret)
-        repository.add(client)
-    return client
-
-
-def granted_scopes(client: ApiClient, requested: str | None) -> tuple[str, ...]:
-    """The scopes asked for, all of them the client's; all of the client's when none asked."""
-    if requested is None or not requested.strip():
-        return tuple(sorted(client.scopes))
-
-    wanted = set(requested.split())
-    beyond = sorted(wanted - set(client.scopes))
-    if beyond:
-        raise InvalidScope(f"The client may not request: {' '.join(beyond)}")
-    return tuple(sorted(wanted))
-
-
-async def issue_access_token(
-    session: AsyncSession,
-    keys: SigningKeys,
-    settings: IdentitySettings,
-    client: ApiClient,
-    scopes: tuple[str, ...],
-) -> IssuedToken:
-    key = await keys.current(session)
-    now = int(time.time())
-    lifetime = settings.access_token_lifetime_seconds
-    claims = {
-        "iss": settings.token_issuer,
-        "aud": settings.token_audience,
-        "sub": client.client_id,
-        "client_id": client.client_id,
-        "siren": client.siren,
-        "scope": " ".join(scopes),
-        "iat": now,
-        "nbf": now,
-        "exp": now + lifetime,
-        "jti": uuid.uuid4().hex,
-    }
-    header = {"alg": ALGORITHM, "kid": key.kid, "typ": ACCESS_TOKEN_TYPE}
-    token = jwt.encode(header, claims, key, algorithms=[ALGORITHM])
-
-    log.info(
-        "oauth.token_issued",
-        tenant=client.siren,
-        client_id=client.client_id,
-        scopes=list(scopes),
-        jti=claims["jti"],
-        kid=key.kid,
-    )
-    return IssuedToken(access_token=token, expires_in=lifetime, scopes=scopes)
