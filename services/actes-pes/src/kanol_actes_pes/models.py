@@ -263,8 +263,8 @@ class ActeMetadata(SQLModel):
     # CodeTypePJ of the main document; the nature's own (99_DE...) when absent.
     type_piece: str | None = None
     annexes: list[AnnexeMetadata] = []
-    # TODO: the département comes from identity.events once actes-pes keeps a projection of
-    # the organisations; until then a caller may give it, else the configured default holds.
+    # When absent, the département of identity's projection of the organisation, else the
+    # configured default.
     departement: str | None = None
 
 

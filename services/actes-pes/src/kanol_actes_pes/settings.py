@@ -31,9 +31,10 @@ class ActesPesSettings(CommonSettings):
     # A decision older than this is refused as a typing mistake rather than transmitted.
     max_decision_age_days: int = Field(default=5 * 366, gt=0)
 
-    # TODO: the département, arrondissement and nature of each organisation come from this
-    # default until actes-pes keeps a projection of identity.events; until then every
-    # organisation is transmitted as if it sat in this département.
+    # The département of an organisation that names none (its acte's metadata, else
+    # identity's projection, come first). The arrondissement and the nature of the
+    # collectivité are not in identity's events yet: every organisation is transmitted with
+    # these two values.
     departement: str = Field(default="035", pattern=r"^[09][0-9][0-9AB]$")
     arrondissement: int = Field(default=1, ge=0, le=9)
     nature_collectivite: str = Field(default="31", pattern=r"^[0-9]{2}$")

@@ -17,7 +17,7 @@ Checked here, with lxml and cryptography only (no xmlsec):
   certificates of ``KeyInfo``), each link valid at signing time. Without anchors, the
   chain is not checked and the result says so (``trusted_chain`` false).
 
-TODO: revocation (CRL/OCSP) is not checked: a certificate revoked before the signing
+Not checked yet: revocation (CRL/OCSP): a certificate revoked before the signing
 time is accepted; the certificates' key usage and the signature policy are not checked.
 """
 
