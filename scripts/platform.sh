@@ -91,11 +91,11 @@ up() {
   cat <<TEXT
 Kanol is up (logs: make logs; stop: make down).
   identity        http://127.0.0.1:8001   OAuth 2.0 token endpoint /oauth/token, JWKS
-  actes-pes       http://127.0.0.1:8002   /v1/actes            API docs: /docs
-  archive         http://127.0.0.1:8003   /v1/archives         API docs: /docs
+  actes-pes       http://127.0.0.1:8002   /v1/actes, /v1/pes/flows        API docs: /docs
+  archive         http://127.0.0.1:8003   /v1/archives, /v1/transfers     API docs: /docs
   prefecture      http://127.0.0.1:8090   simulator of the prefecture's @CTES gateway
-  helios          http://127.0.0.1:8091   simulator of Hélios (PES V2 flows: /v1/pes/flows)
-  kafka           127.0.0.1:9092          topics identity.events, actes.events, archive.events
+  helios          http://127.0.0.1:8091   simulator of the DGFiP's Hélios (PES V2)
+  kafka           127.0.0.1:9092          topics identity.events, actes.events, pes.events, archive.events
   data            $KANOL_DATA_DIR (SQLite files and documents)
 Demo client: $KANOL_DEMO_CLIENT_ID / $KANOL_DEMO_CLIENT_SECRET (SIREN $KANOL_DEMO_SIREN)
 Try it: make demo
