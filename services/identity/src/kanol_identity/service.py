@@ -60,6 +60,7 @@ from kanol_identity.repository import (
 
 log = get_logger(__name__)
 
+
 class Outcome(StrEnum):
     """What an idempotent write did."""
 

@@ -26,6 +26,7 @@ from kanol_actes_pes.pes.errors import (
     PesXmlForbidden,
     PesXmlMalformed,
 )
+from kanol_common.xml import safe_parser
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas" / "pes"
 PES_ALLER_XSD = SCHEMAS_DIR / "PES_V2" / "Rev0" / "PES_Aller.xsd"
@@ -101,18 +102,6 @@ class RetourHeader:
 # -- Parsing -------------------------------------------------------------------------------
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=False,
-        remove_pis=True,
-    )
-
-
 def declared_encoding(content: bytes) -> str:
     """The encoding the file declares, checked against what PES allows and its bytes."""
     match = _DECLARATION.match(content)
@@ -145,7 +134,7 @@ def parse_safely(content: bytes) -> etree._ElementTree:
                 " not allowed in PES flows and are never expanded"
             )
     try:
-        root = etree.fromstring(content, _parser())
+        root = etree.fromstring(content, safe_parser(keep_comments=True))
     except etree.XMLSyntaxError as exc:
         raise PesXmlMalformed(f"The file is not well-formed XML: {exc}") from exc
     tree = root.getroottree()

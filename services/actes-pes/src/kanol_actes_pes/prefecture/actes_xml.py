@@ -21,6 +21,7 @@ from typing import Any, Final, cast
 from lxml import etree
 
 from kanol_actes_pes.acte import Matiere, Nature
+from kanol_common.xml import safe_parser
 
 ACTES_NS: Final = "http://www.interieur.gouv.fr/ACTES#v1.1-20040216"
 INSEE_NS: Final = "http://xml.insee.fr/schema"
@@ -41,19 +42,6 @@ class ActesXmlError(ValueError):
 
 def qname(local: str, namespace: str = ACTES_NS) -> str:
     return f"{{{namespace}}}{local}"
-
-
-def safe_parser() -> etree.XMLParser:
-    """A parser that never resolves entities, never reaches the network, keeps the limits."""
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        huge_tree=False,
-        load_dtd=False,
-        dtd_validation=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
 
 
 @functools.cache

@@ -20,6 +20,8 @@ import anyio
 import xmlschema
 from lxml import etree
 
+from kanol_common.xml import safe_parser
+
 SCHEMAS_DIR: Final = Path(__file__).resolve().parent.parent / "schemas" / "seda"
 XML_NS: Final = "http://www.w3.org/XML/1998/namespace"
 XLINK_NS: Final = "http://www.w3.org/1999/xlink"
@@ -99,19 +101,6 @@ def validate(root: etree._Element, version: SedaVersion) -> None:
     errors = validation_errors(root, version)
     if errors:
         raise SedaXmlError(f"not valid against the SEDA {version} schema", errors)
-
-
-def safe_parser() -> etree.XMLParser:
-    """A parser that never resolves entities, never reaches the network, keeps the limits."""
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        huge_tree=False,
-        load_dtd=False,
-        dtd_validation=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
 
 
 def parse(data: bytes) -> tuple[etree._Element, SedaVersion]:
