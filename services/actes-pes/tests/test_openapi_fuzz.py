@@ -1,5 +1,5 @@
-"""Schemathesis fuzzes every actes operation of the OpenAPI with a valid token: the service
-answers every generated request, valid or not, without a server error (5xx)."""
+"""Schemathesis fuzzes every operation of the OpenAPI, ACTES and PES, with a valid token: the
+service answers every generated request, valid or not, without a server error (5xx)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,14 +17,36 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 
 from kanol_actes_pes.app import create_app
+from kanol_actes_pes.pes.helios.http_client import HttpHeliosGateway
 from kanol_actes_pes.prefecture.http_client import HttpPrefectureGateway
+from kanol_actes_pes.simulators.helios.app import HeliosConfig
+from kanol_actes_pes.simulators.helios.app import create_simulator_app as create_helios_app
 from kanol_actes_pes.simulators.prefecture.app import SimulatorConfig, create_simulator_app
 from kanol_common.testing.auth import TokenFactory
 
-from .conftest import SIMULATOR_URL, SIREN, actes_settings, seed_test_organisations
+from .conftest import (
+    HELIOS_URL,
+    PES_SIREN,
+    SIMULATOR_URL,
+    SIREN,
+    actes_settings,
+    seed_test_organisations,
+)
 
-ACTES_OPERATIONS = r"^/v1/(actes|classifications)"
-EXAMPLES_PER_OPERATION = 30
+
+@dataclass(frozen=True)
+class ApiPart:
+    path_regex: str
+    siren: str
+    scopes: str
+    operations: int  # so that a route left out of the OpenAPI fails the test
+    examples_per_operation: int
+
+
+ACTES = ApiPart(
+    r"^/v1/(actes|classifications)", SIREN, "actes:write actes:read documents:read", 11, 30
+)
+PES = ApiPart(r"^/v1/pes/", PES_SIREN, "pes:write pes:read documents:read", 9, 25)
 
 
 def _free_port() -> int:
@@ -34,7 +57,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served_actes(
+def served(
     postgres_database: Callable[[str], str],
     kafka_bootstrap: str,
     tmp_path_factory: pytest.TempPathFactory,
@@ -42,15 +65,24 @@ def served_actes(
 ) -> Iterator[str]:
     """actes-pes served by uvicorn in a thread of its own, as schemathesis calls over HTTP."""
     folder: Path = tmp_path_factory.mktemp("fuzz")
-    settings_ = actes_settings(postgres_database("actes"), kafka_bootstrap, folder / "data")
-    simulator = create_simulator_app(SimulatorConfig(state_path=folder / "prefecture.sqlite3"))
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=simulator), base_url=SIMULATOR_URL)
-    app = create_app(settings_, gateway=HttpPrefectureGateway(client, timeout=10.0))
+    settings_ = actes_settings(
+        postgres_database("fuzz"), kafka_bootstrap, folder / "data", helios_url=HELIOS_URL
+    )
+    prefecture = create_simulator_app(SimulatorConfig(state_path=folder / "prefecture.sqlite3"))
+    prefecture_client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=prefecture), base_url=SIMULATOR_URL
+    )
+    helios_client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_helios_app(HeliosConfig())), base_url=HELIOS_URL
+    )
+    app = create_app(
+        settings_,
+        gateway=HttpPrefectureGateway(prefecture_client, timeout=10.0),
+        helios=HttpHeliosGateway(helios_client, timeout=10.0),
+    )
     app.state.token_verifier = tokens.verifier()
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     ready = threading.Event()
 
     async def serve() -> None:
@@ -69,34 +101,30 @@ def served_actes(
     thread.join(30)
 
 
-@pytest.fixture(scope="module")
-def actes_schema(served_actes: str) -> schemathesis.BaseSchema:
-    schema = schemathesis.openapi.from_url(f"{served_actes}/openapi.json")
-    return schema.include(path_regex=ACTES_OPERATIONS)
-
-
-def test_no_server_error(
-    actes_schema: schemathesis.BaseSchema, served_actes: str, tokens: TokenFactory
-) -> None:
+@pytest.mark.parametrize("part", [ACTES, PES], ids=["actes", "pes"])
+def test_no_server_error(part: ApiPart, served: str, tokens: TokenFactory) -> None:
     # Hypothesis driven per operation here rather than through schemathesis' pytest
     # plugin, whose lazy fixtures do not work with this pytest's version.
-    token = tokens.issue(SIREN, "actes:write actes:read documents:read")
+    schema = schemathesis.openapi.from_url(f"{served}/openapi.json")
+    token = tokens.issue(part.siren, part.scopes)
     headers = {"Authorization": f"Bearer {token}"}
-    operations = [result.ok() for result in actes_schema.get_all_operations()]
-    assert len(operations) >= 10
+    operations = [
+        result.ok() for result in schema.include(path_regex=part.path_regex).get_all_operations()
+    ]
+    assert len(operations) == part.operations
     statuses: set[int] = set()
 
     for operation in operations:
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=EXAMPLES_PER_OPERATION,
+            max_examples=part.examples_per_operation,
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),
         )
         def no_server_error(case: schemathesis.Case) -> None:
-            response = case.call(base_url=served_actes, headers=headers, timeout=30)
+            response = case.call(base_url=served, headers=headers, timeout=30)
             statuses.add(response.status_code)
             assert response.status_code < 500, (case.method, case.path, response.text[:500])
 
