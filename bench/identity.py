@@ -31,6 +31,7 @@ from joserfc.jwk import ECKey
 from bench.infra import kafka, percentile, postgres_database
 from kanol_common.auth import JwksVerifier
 from kanol_common.db import Database
+from kanol_common.testing.processes import wait_ready
 from kanol_identity import credentials
 from kanol_identity.models import OrganisationKind, Service
 from kanol_identity.oauth.clients import CLIENT_ASSERTION_TYPE
@@ -185,26 +186,12 @@ def main() -> None:
                 stderr=subprocess.STDOUT,
             )
         try:
-            _wait_ready(f"{url}/readyz", process, log)
+            wait_ready("identity", f"{url}/readyz", process, log)
             key_client = asyncio.run(_prepare(database_url))
             asyncio.run(run(url, key_client, args))
         finally:
             process.terminate()
             process.wait(timeout=20)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"identity exited early:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"identity not ready at {url}:\n{log.read_text()[-4000:]}")
 
 
 if __name__ == "__main__":

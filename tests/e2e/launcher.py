@@ -23,6 +23,8 @@ from pathlib import Path
 
 import httpx
 
+from kanol_common.testing.processes import wait_ready
+
 DEMO_SIREN = "213502388"
 SYNDICAT_SIREN = "253514491"
 
@@ -86,7 +88,7 @@ class Platform:
 
     def wait_ready(self, name: str) -> None:
         launch = self.launches[name]
-        _wait_ready(name, launch.ready_url, self.processes[name], self.log_path(name))
+        wait_ready(name, launch.ready_url, self.processes[name], self.log_path(name))
 
     def kill(self, name: str) -> None:
         """SIGKILL: the process gets no chance to finish what it was doing."""
@@ -123,20 +125,6 @@ class Platform:
         )
         response.raise_for_status()
         return str(response.json()["access_token"])
-
-
-def _wait_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited early:\n{log.read_text(errors='replace')[-4000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{name} not ready at {url}:\n{log.read_text(errors='replace')[-4000:]}")
 
 
 def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:

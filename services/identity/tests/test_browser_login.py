@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -32,6 +31,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from kanol_common.auth import JwksVerifier
 from kanol_common.db import Database
+from kanol_common.testing.processes import wait_ready
 from kanol_identity import credentials
 from kanol_identity.models import OrganisationKind, Service
 from kanol_identity.oauth.testing import (
@@ -146,25 +146,11 @@ def identity_process(
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_ready(f"{url}/readyz", process, log)
+        wait_ready("identity", f"{url}/readyz", process, log)
         yield url
     finally:
         process.terminate()
         process.wait(timeout=20)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"identity exited early:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"identity not ready at {url}:\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture(scope="module")
