@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from alembic import command
 from alembic.config import Config
+from pydantic import AfterValidator
 from sqlalchemy import event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -95,3 +97,17 @@ def upgrade_to_head(migrations_dir: Path, url: str) -> None:
     config.set_main_option("sqlalchemy.url", url)
     config.attributes["database_url"] = url
     command.upgrade(config, "heads")
+
+
+def as_utc(moment: datetime) -> datetime:
+    """The moment in UTC. SQLite hands stored times back without their zone; every time Kanol
+    stores is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def as_utc_or_none(moment: datetime | None) -> datetime | None:
+    return None if moment is None else as_utc(moment)
+
+
+# A time read from the database and shown in an API: always with its zone (UTC).
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]

@@ -20,12 +20,13 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
+from kanol_common.db import as_utc
 from kanol_common.errors import BadRequest
 
 DEFAULT_PAGE_SIZE = 50
@@ -40,11 +41,6 @@ class InvalidCursor(BadRequest):
     title = "Invalid pagination cursor"
 
 
-def _as_utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every time Kanol stores is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class PageCursor:
     """Where a page ended: the moment and the id of its last row."""
@@ -53,7 +49,7 @@ class PageCursor:
     id: uuid.UUID
 
     def encode(self) -> str:
-        raw = json.dumps({"m": _as_utc(self.moment).isoformat(), "i": str(self.id)})
+        raw = json.dumps({"m": as_utc(self.moment).isoformat(), "i": str(self.id)})
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
@@ -64,7 +60,7 @@ class PageCursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             fields = json.loads(raw)
-            return cls(_as_utc(datetime.fromisoformat(fields["m"])), uuid.UUID(fields["i"]))
+            return cls(as_utc(datetime.fromisoformat(fields["m"])), uuid.UUID(fields["i"]))
         except (binascii.Error, ValueError, KeyError, TypeError) as exc:
             raise InvalidCursor("The cursor was not handed out by this API") from exc
 

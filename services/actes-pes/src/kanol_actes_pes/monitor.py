@@ -16,7 +16,7 @@ from prometheus_client import Gauge
 from kanol_actes_pes import repository, service
 from kanol_actes_pes.settings import ActesPesSettings
 from kanol_common import outbox
-from kanol_common.db import Database
+from kanol_common.db import Database, as_utc
 from kanol_common.events.actes import ActeAcknowledgementOverdue, ActeTransmissionStuck
 from kanol_common.logging import get_logger
 
@@ -70,7 +70,7 @@ class Monitor:
                         acte_id=str(acte.id),
                         siren=acte.siren,
                         identifiant_acte=acte.identifiant_acte,
-                        transmitted_at=service.as_utc(acte.transmitted_at),
+                        transmitted_at=as_utc(acte.transmitted_at),
                         overdue_since=now,
                         allowed_seconds=settings.acknowledgement_overdue_seconds,
                     ),
@@ -88,7 +88,7 @@ class Monitor:
                         acte_id=str(acte.id),
                         siren=acte.siren,
                         identifiant_acte=acte.identifiant_acte,
-                        transmitting_since=service.as_utc(since),
+                        transmitting_since=as_utc(since),
                         attempts=acte.transmission_attempts,
                         last_error=acte.last_error,
                     ),

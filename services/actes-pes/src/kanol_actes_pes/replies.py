@@ -28,6 +28,7 @@ from kanol_actes_pes.prefecture.port import ReturnMessage
 from kanol_actes_pes.prefecture.transmission import MEDIA_TYPE_XML
 from kanol_actes_pes.settings import ActesPesSettings
 from kanol_common import outbox
+from kanol_common.db import as_utc
 from kanol_common.events.actes import (
     ActeCancelled,
     ActeCourrierSimpleReceived,
@@ -146,7 +147,7 @@ def _publish_courrier(
         "message_id": str(record.id),
         "code": record.code,
         "date_courrier": record.date_courrier,
-        "received_at": service.as_utc(record.created_at),
+        "received_at": as_utc(record.created_at),
         "documents": tuple(service.document_ref(settings, d) for d in documents),
     }
     event: (

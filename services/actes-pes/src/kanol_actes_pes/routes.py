@@ -47,6 +47,7 @@ from kanol_actes_pes.settings import ActesPesSettings
 from kanol_actes_pes.transmitter import Transmitter
 from kanol_actes_pes.upload import check_pdf, read_acte_upload, read_answer_upload
 from kanol_common.auth import Caller, require_scopes
+from kanol_common.db import as_utc
 from kanol_common.errors import Forbidden, ServiceUnavailable
 from kanol_common.idempotency import (
     IdempotencyKey,
@@ -212,8 +213,8 @@ async def list_actes(
         objet=objet,
         decided_from=date_decision_from,
         decided_to=date_decision_to,
-        created_from=service.as_utc(created_from) if created_from else None,
-        created_to=service.as_utc(created_to) if created_to else None,
+        created_from=as_utc(created_from) if created_from else None,
+        created_to=as_utc(created_to) if created_to else None,
         overdue=overdue,
     )
     after = decode_optional(cursor)
@@ -258,7 +259,7 @@ async def get_history(acte_id: uuid.UUID, caller: Reader, session: SessionDep) -
             state=change.to_state,
             previous_state=change.from_state,
             reason=change.reason,
-            changed_at=service.as_utc(change.changed_at),
+            changed_at=as_utc(change.changed_at),
         )
         for change in changes
     ]
@@ -364,11 +365,9 @@ def _message_public(
         date_depot=message.date_depot,
         texte=message.texte,
         in_reply_to=message.in_reply_to,
-        created_at=service.as_utc(message.created_at),
-        sent_at=service.as_utc(message.sent_at) if message.sent_at else None,
-        acknowledged_at=service.as_utc(message.acknowledged_at)
-        if message.acknowledged_at
-        else None,
+        created_at=as_utc(message.created_at),
+        sent_at=as_utc(message.sent_at) if message.sent_at else None,
+        acknowledged_at=as_utc(message.acknowledged_at) if message.acknowledged_at else None,
         last_error=message.last_error,
         documents=[
             service.document_public(context.settings, document)

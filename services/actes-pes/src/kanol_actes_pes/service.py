@@ -63,6 +63,7 @@ from kanol_actes_pes.settings import ActesPesSettings
 from kanol_actes_pes.upload import ReceivedPdf
 from kanol_common import outbox
 from kanol_common.auth import Caller
+from kanol_common.db import as_utc, as_utc_or_none
 from kanol_common.events.actes import (
     ActeAcknowledged,
     ActeRefused,
@@ -86,15 +87,6 @@ class StaleActe(Exception):
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands stored times back without their zone; every time Kanol stores is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _as_utc_or_none(moment: datetime | None) -> datetime | None:
-    return as_utc(moment) if moment is not None else None
 
 
 # -- Submission --------------------------------------------------------------------------
@@ -499,7 +491,7 @@ def publish_acknowledged(
             documents=refs,
             departement=acte.departement,
             classification_date=acte.classification_date,
-            transmitted_at=_as_utc_or_none(acte.transmitted_at),
+            transmitted_at=as_utc_or_none(acte.transmitted_at),
             type_piece=acte.type_piece,
             annexes=tuple(
                 AnnexeInfo(
@@ -593,9 +585,9 @@ def acte_public(
         state=ActeState(acte.state),
         created_at=as_utc(acte.created_at),
         updated_at=as_utc(acte.updated_at),
-        transmitted_at=_as_utc_or_none(acte.transmitted_at),
-        acknowledged_at=_as_utc_or_none(acte.acknowledged_at),
-        refused_at=_as_utc_or_none(acte.refused_at),
+        transmitted_at=as_utc_or_none(acte.transmitted_at),
+        acknowledged_at=as_utc_or_none(acte.acknowledged_at),
+        refused_at=as_utc_or_none(acte.refused_at),
         date_reception=acte.date_reception,
         nature_anomalie=acte.nature_anomalie,
         detail_anomalie=acte.detail_anomalie,
@@ -607,13 +599,13 @@ def acte_public(
         ],
         type_piece=acte.type_piece,
         classification_date=acte.classification_date,
-        acknowledgement_overdue_at=_as_utc_or_none(acte.acknowledgement_overdue_at),
-        transmission_stuck_at=_as_utc_or_none(acte.transmission_stuck_at),
+        acknowledgement_overdue_at=as_utc_or_none(acte.acknowledgement_overdue_at),
+        transmission_stuck_at=as_utc_or_none(acte.transmission_stuck_at),
         waiting_for_capacity=waiting_for_capacity
         and acte.state == ActeState.WAITING_FOR_TRANSMISSION.value,
-        next_attempt_at=_as_utc_or_none(acte.next_attempt_at),
-        cancellation_requested_at=_as_utc_or_none(acte.cancellation_requested_at),
-        cancelled_at=_as_utc_or_none(acte.cancelled_at),
+        next_attempt_at=as_utc_or_none(acte.next_attempt_at),
+        cancellation_requested_at=as_utc_or_none(acte.cancellation_requested_at),
+        cancelled_at=as_utc_or_none(acte.cancelled_at),
     )
 
 

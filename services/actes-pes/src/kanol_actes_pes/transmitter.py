@@ -53,7 +53,7 @@ from kanol_actes_pes.prefecture.transmission import (
     idempotency_key,
 )
 from kanol_actes_pes.settings import ActesPesSettings
-from kanol_common.db import Database
+from kanol_common.db import Database, as_utc
 from kanol_common.logging import get_logger
 from kanol_common.storage import LocalObjectStore
 
@@ -785,7 +785,7 @@ class Receiver:
         pdf = next((d for d in documents if d.role == DocumentRole.ACTE.value), None)
         if pdf is None or any(d.role == DocumentRole.ACTE_TAMPONNE.value for d in documents):
             return None
-        transmitted = service.as_utc(acte.transmitted_at or service.now_utc()).date()
+        transmitted = as_utc(acte.transmitted_at or service.now_utc()).date()
         original = await self.store.get(pdf.sha256)
         try:
             content = await anyio.to_thread.run_sync(

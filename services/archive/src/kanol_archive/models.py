@@ -12,6 +12,8 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from kanol_common.db import UtcDateTime
+
 
 class ArchiveBase(SQLModel):
     siren: str = Field(max_length=9, description="SIREN of the organisation that owns it")
@@ -94,6 +96,7 @@ class ArchiveObjectPublic(ArchiveObjectBase):
 
 class ArchivePublic(ArchiveBase):
     id: uuid.UUID
+    deposited_at: UtcDateTime
 
 
 class ArchiveDetail(ArchivePublic):

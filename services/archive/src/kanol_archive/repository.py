@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import and_, or_
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_archive.models import Archive, ArchiveObject
+from kanol_common.db import as_utc
 
 
 class InvalidCursor(ValueError):
@@ -32,7 +33,7 @@ class ArchiveCursor:
 
     @classmethod
     def after(cls, archive: Archive) -> ArchiveCursor:
-        return cls(_as_utc(archive.deposited_at), archive.id)
+        return cls(as_utc(archive.deposited_at), archive.id)
 
     def encode(self) -> str:
         raw = json.dumps({"d": self.deposited_at.isoformat(), "i": str(self.archive_id)})
@@ -43,14 +44,9 @@ class ArchiveCursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             fields = json.loads(raw)
-            return cls(_as_utc(datetime.fromisoformat(fields["d"])), uuid.UUID(fields["i"]))
+            return cls(as_utc(datetime.fromisoformat(fields["d"])), uuid.UUID(fields["i"]))
         except (binascii.Error, ValueError, KeyError, TypeError) as exc:
             raise InvalidCursor(text) from exc
-
-
-def _as_utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every deposit time is written in UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class ArchiveRepository:

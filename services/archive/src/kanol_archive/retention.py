@@ -43,7 +43,7 @@ from kanol_archive.seda.rules import (
     acte_kind,
 )
 from kanol_common import outbox
-from kanol_common.db import Database
+from kanol_common.db import Database, UtcDateTime
 from kanol_common.errors import Conflict, NotFound
 from kanol_common.events.archive import ArchiveEliminated, EliminationProposed
 from kanol_common.logging import get_logger
@@ -91,7 +91,7 @@ class RetentionRule(RetentionRuleBase, table=True):
 
 class RetentionRulePublic(RetentionRuleBase):
     kind: str
-    updated_at: datetime
+    updated_at: UtcDateTime
     updated_by: str | None = None
 
 
@@ -135,11 +135,13 @@ class ProposedArchive(SQLModel):
     kind: str
     due_on: date
     state: str
-    destroyed_at: datetime | None = None
+    destroyed_at: UtcDateTime | None = None
 
 
 class EliminationProposalPublic(EliminationProposalBase):
     id: uuid.UUID
+    proposed_at: UtcDateTime
+    decided_at: UtcDateTime | None = None
     archives: list[ProposedArchive]
 
 

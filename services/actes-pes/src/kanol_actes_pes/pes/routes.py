@@ -36,6 +36,7 @@ from kanol_actes_pes.pes.transmitter import PesTransmitter
 from kanol_actes_pes.pes.upload import read_flow_upload
 from kanol_actes_pes.settings import ActesPesSettings
 from kanol_common.auth import Caller, require_scopes
+from kanol_common.db import as_utc
 from kanol_common.errors import Forbidden
 from kanol_common.idempotency import (
     IdempotencyKey,
@@ -392,7 +393,7 @@ async def get_history(
                 state=change.to_state,
                 previous_state=change.from_state,
                 reason=change.reason,
-                changed_at=service.as_utc(change.changed_at),
+                changed_at=as_utc(change.changed_at),
             )
             for change in changes
         ],

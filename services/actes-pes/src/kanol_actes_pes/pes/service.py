@@ -44,6 +44,7 @@ from kanol_actes_pes.pes.signature import SignatureCheck, TrustAnchors, verify_s
 from kanol_actes_pes.settings import ActesPesSettings
 from kanol_common import outbox
 from kanol_common.auth import Caller
+from kanol_common.db import as_utc, as_utc_or_none
 from kanol_common.events.base import DocumentRef
 from kanol_common.events.pes import (
     PesAckError,
@@ -82,15 +83,6 @@ class StaleFlow(Exception):
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands stored times back without their zone; every time Kanol stores is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _utc_or_none(moment: datetime | None) -> datetime | None:
-    return None if moment is None else as_utc(moment)
 
 
 # -- Checks --------------------------------------------------------------------------------
@@ -482,9 +474,9 @@ def flow_public(
         < now_utc() - timedelta(seconds=settings.pes_acquit_overdue_seconds),
         created_at=as_utc(flow.created_at),
         updated_at=as_utc(flow.updated_at),
-        transmitted_at=_utc_or_none(flow.transmitted_at),
-        acknowledged_at=_utc_or_none(flow.acknowledged_at),
-        refused_at=_utc_or_none(flow.refused_at),
+        transmitted_at=as_utc_or_none(flow.transmitted_at),
+        acknowledged_at=as_utc_or_none(flow.acknowledged_at),
+        refused_at=as_utc_or_none(flow.refused_at),
         documents=[
             PesDocumentPublic(
                 role=document.role,
