@@ -22,9 +22,11 @@ from kanol_common.organisations import (
     NotSubscribed,
     OrganisationProjection,
     UnknownOrganisation,
+    add_envelope_columns,
     build_organisation_consumer,
     check_subscription,
     create_organisation_tables,
+    drop_envelope_columns,
     drop_organisation_tables,
     require_subscription,
 )
@@ -44,6 +46,7 @@ async def database(postgres_database: Callable[[str], str]) -> AsyncIterator[Dat
     def create(connection: Connection) -> None:
         with Operations.context(MigrationContext.configure(connection)):
             create_organisation_tables()
+            add_envelope_columns()
 
     async with db.engine.begin() as connection:
         await connection.run_sync(create)
@@ -97,7 +100,12 @@ async def test_consumer_fills_the_projection_from_identity_events(
 
         async with database.session() as session:
             moved = OrganisationUpdated(
-                siren=COMMUNE, name="Ville de Rennes", kind="commune", departement="035"
+                siren=COMMUNE,
+                name="Ville de Rennes",
+                kind="commune",
+                departement="035",
+                arrondissement=2,
+                nature_collectivite="25",
             )
             outbox.publish(session, moved, subject=COMMUNE, tenant=COMMUNE)
             outbox.publish(
@@ -122,6 +130,7 @@ async def test_consumer_fills_the_projection_from_identity_events(
         "035",
         None,
     )
+    assert (row.arrondissement, row.nature_collectivite) == (2, "25")
     assert row.effective == [{"service": "archive", "granted_by": COMMUNE}]
 
 
@@ -164,6 +173,7 @@ def test_an_unknown_service_is_a_programming_error() -> None:
 async def test_migration_helpers_drop_what_they_create(database: Database) -> None:
     def drop(connection: Connection) -> None:
         with Operations.context(MigrationContext.configure(connection)):
+            drop_envelope_columns()
             drop_organisation_tables()
 
     async with database.engine.begin() as connection:

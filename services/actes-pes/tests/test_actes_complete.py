@@ -408,6 +408,38 @@ async def test_stamped_pdf_keeps_every_page(actes: Actes) -> None:
     assert sum(1 for d in documents if d.role == "acte_tamponne") == 1
 
 
+async def test_the_envelope_names_the_organisation_with_identitys_codes(actes: Actes) -> None:
+    # A syndicat whose convention with its prefecture gives arrondissement 4 and nature 25:
+    # the settings' defaults (035, 1 and 31) must not appear in its envelope.
+    siren = "200000024"
+    await seed_organisation(
+        actes.app.state.runtime.database,
+        siren,
+        kind="syndicat",
+        departement="029",
+        arrondissement=4,
+        nature_collectivite="25",
+    )
+    created = await actes.submit(headers=actes.headers(siren))
+    assert created.status_code == 201, created.text
+    await actes.transmitter.run_once()
+
+    acte = await actes.http.get(f"/v1/actes/{created.json()['id']}", headers=actes.headers(siren))
+    documents = {d["role"]: d for d in acte.json()["documents"]}
+    sent = await actes.http.get(documents["enveloppe"]["uri"], headers=actes.headers(siren))
+    q = actes_xml.qname
+    idcl = etree.fromstring(sent.content, actes_xml.safe_parser()).find(
+        f"{q('Emetteur')}/{q('IDCL')}"
+    )
+    assert idcl is not None
+    assert (idcl.get(q("Departement")), idcl.get(q("Arrondissement")), idcl.get(q("Nature"))) == (
+        "029",
+        "4",
+        "25",
+    )
+    assert acte.json()["identifiant_acte"].startswith(f"029-{siren}-")
+
+
 async def test_an_anomalie_enveloppe_refuses_the_acte(actes: Actes) -> None:
     created = (await actes.submit()).json()
     await actes.transmitter.run_once()

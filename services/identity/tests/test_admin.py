@@ -8,8 +8,10 @@ import uuid
 from aiokafka import AIOKafkaConsumer
 
 from kanol_common.envelope import CloudEvent, decode, header_map
-from kanol_common.events.identity import OrganisationRegistered
+from kanol_common.events.identity import OrganisationRegistered, OrganisationUpdated
 from kanol_identity.testing import Identity, new_siren
+
+from .directory import outbox_events
 
 
 def _organisation(siren: str, **changes: str) -> dict[str, str]:
@@ -71,6 +73,35 @@ class TestOrganisations:
         assert read.status_code == 200
         assert read.json()["departement"] == "02A"
         assert read.json()["kind"] == "commune"
+
+    async def test_the_envelope_codes_are_kept_changed_and_published(
+        self, identity: Identity
+    ) -> None:
+        siren = new_siren()
+        headers = await identity.admin_headers()
+        body = {**_organisation(siren), "arrondissement": 3, "nature_collectivite": "25"}
+
+        created = await identity.http.post("/v1/organisations", json=body, headers=headers)
+        changed = await identity.http.patch(
+            f"/v1/organisations/{siren}", json={"nature_collectivite": "32"}, headers=headers
+        )
+        refused = await identity.http.patch(
+            f"/v1/organisations/{siren}", json={"arrondissement": 12}, headers=headers
+        )
+
+        assert created.status_code == 201, created.text
+        assert (created.json()["arrondissement"], created.json()["nature_collectivite"]) == (
+            3,
+            "25",
+        )
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["nature_collectivite"] == "32"
+        assert changed.json()["arrondissement"] == 3
+        assert refused.status_code == 422
+        [registered] = await outbox_events(identity, OrganisationRegistered, siren)
+        assert (registered.arrondissement, registered.nature_collectivite) == (3, "25")
+        [updated] = await outbox_events(identity, OrganisationUpdated, siren)
+        assert (updated.arrondissement, updated.nature_collectivite) == (3, "32")
 
     async def test_twice_is_409(self, identity: Identity) -> None:
         siren = new_siren()

@@ -121,6 +121,13 @@ async def test_a_changed_line_updates_and_publishes_once(
     register.rows = register.rows[:5]
     path = register.write(tmp_path / "first.csv")
     assert await _run(identity, str(path)) == 0
+    # Codes SIRENE does not know, set by an operator: a later import keeps them.
+    codes = {"arrondissement": 2, "nature_collectivite": "25"}
+    headers = await identity.admin_headers()
+    patched = await identity.http.patch(
+        f"/v1/organisations/{register.commune}", json=codes, headers=headers
+    )
+    assert patched.status_code == 200, patched.text
 
     register.rows[3][2] = "RENNES METROPOLE (NOUVEAU NOM)"
     register.rows[1][6] = ""  # the commune leaves its EPCI
@@ -130,7 +137,12 @@ async def test_a_changed_line_updates_and_publishes_once(
     renamed = await outbox_events(identity, OrganisationUpdated, register.epci)
     assert [event.name for event in renamed] == ["RENNES METROPOLE (NOUVEAU NOM)"]
     left = await outbox_events(identity, OrganisationUpdated, register.commune)
-    assert [event.parent_siren for event in left] == [None]
+    assert [(event.parent_siren, event.arrondissement) for event in left] == [
+        (register.epci, 2),
+        (None, 2),
+    ]
+    commune = await identity.http.get(f"/v1/organisations/{register.commune}", headers=headers)
+    assert commune.json()["nature_collectivite"] == "25"
 
 
 async def test_a_file_without_the_required_columns_is_refused_whole(tmp_path: Path) -> None:

@@ -13,6 +13,10 @@ organisation that is not subscribed to it:
     def upgrade() -> None:
         create_organisation_tables()
 
+    # a later migration: the ACTES envelope's codes
+    def upgrade() -> None:
+        add_envelope_columns()
+
     # routes.py
     Submitter = Annotated[Caller, Depends(require_subscription("actes", "actes:write"))]
 
@@ -27,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from fastapi import Depends
-from sqlalchemy import JSON, Column, DateTime, String
+from sqlalchemy import JSON, Column, DateTime, Integer, String
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -64,6 +68,11 @@ class OrganisationProjection(SQLModel, table=True):
     kind: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     departement: str | None = Field(default=None, sa_column=Column(String(3), nullable=True))
     parent_siren: str | None = Field(default=None, sa_column=Column(String(9), nullable=True))
+    # The ACTES envelope's codes (IDCL), when identity has them; else the service's defaults.
+    arrondissement: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    nature_collectivite: str | None = Field(
+        default=None, sa_column=Column(String(2), nullable=True)
+    )
     services: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # [{"service": "actes", "granted_by": "<siren>"}, ...]: where each service comes from.
     effective: list[dict[str, str]] = Field(
@@ -157,6 +166,8 @@ async def apply_organisation(
     row.kind = event.kind
     row.departement = event.departement
     row.parent_siren = event.parent_siren
+    row.arrondissement = event.arrondissement
+    row.nature_collectivite = event.nature_collectivite
     row.updated_at = _now()
     session.add(row)
 
@@ -215,7 +226,9 @@ def build_organisation_consumer(
 def create_organisation_tables() -> None:
     """Create the projection's table; call it from a service's own migration.
 
-    The columns match :class:`OrganisationProjection`.
+    These are the table's first columns; :func:`add_envelope_columns` adds the rest of
+    :class:`OrganisationProjection`. A migration's effect never changes once released, so
+    later columns come with functions of their own.
     """
     import sqlalchemy as sa
     from alembic import op
@@ -231,6 +244,23 @@ def create_organisation_tables() -> None:
         sa.Column("effective", sa.JSON(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
+
+
+def add_envelope_columns() -> None:
+    """Add the ACTES envelope's codes (arrondissement, nature) to the projection's table."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    op.add_column(TABLE, sa.Column("arrondissement", sa.Integer(), nullable=True))
+    op.add_column(TABLE, sa.Column("nature_collectivite", sa.String(2), nullable=True))
+
+
+def drop_envelope_columns() -> None:
+    from alembic import op
+
+    with op.batch_alter_table(TABLE) as batch:
+        batch.drop_column("nature_collectivite")
+        batch.drop_column("arrondissement")
 
 
 def drop_organisation_tables() -> None:

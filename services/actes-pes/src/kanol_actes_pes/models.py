@@ -71,6 +71,12 @@ class Acte(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     siren: str = Field(sa_column=Column(String(9), nullable=False, index=True))
     departement: str = Field(sa_column=Column(String(3), nullable=False))
+    # The envelope's other codes (IDCL) as submitted; None for an acte posted before
+    # 0003_idcl, which is sent with the settings' defaults.
+    arrondissement: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    nature_collectivite: str | None = Field(
+        default=None, sa_column=Column(String(2), nullable=True)
+    )
     numero_interne: str = Field(sa_column=Column(String(15), nullable=False))
     annee_decision: int = Field(sa_column=Column(Integer, nullable=False))
     nature: int = Field(sa_column=Column(Integer, nullable=False))

@@ -167,6 +167,7 @@ async def post_acte(
             type_piece=type_piece,
             classification_date=current.date_classification,
             departement=departement,
+            organisation=organisation,
         )
         acte = submission.acte
         body = service.acte_public(settings, acte, submission.documents)

@@ -73,6 +73,7 @@ from kanol_common.events.actes import (
 )
 from kanol_common.events.base import DocumentRef
 from kanol_common.logging import get_logger
+from kanol_common.organisations import OrganisationProjection
 from kanol_common.siren import is_valid_siret
 from kanol_common.storage import LocalObjectStore, StoredObject
 from kanol_common.tracing import extract_context, get_tracer, inject_headers
@@ -192,6 +193,20 @@ def check_classification(
     return type_piece
 
 
+def idcl_codes(
+    organisation: OrganisationProjection | None, settings: ActesPesSettings
+) -> tuple[int, str]:
+    """The arrondissement and nature code of the organisation in the envelope (IDCL):
+    identity's when it holds them, else the settings' defaults."""
+    arrondissement = settings.arrondissement
+    nature_collectivite = settings.nature_collectivite
+    if organisation is not None and organisation.arrondissement is not None:
+        arrondissement = organisation.arrondissement
+    if organisation is not None and organisation.nature_collectivite is not None:
+        nature_collectivite = organisation.nature_collectivite
+    return arrondissement, nature_collectivite
+
+
 def departement_of(registered: str | None) -> str | None:
     """The ACTES code (``035``, ``02A``, ``974``) of a département as identity registered it
     (``35``, ``2A``...); ``None`` when it has none or it cannot be one."""
@@ -256,6 +271,7 @@ async def submit_acte(
     type_piece: str | None = None,
     classification_date: date | None = None,
     departement: str | None = None,
+    organisation: OrganisationProjection | None = None,
 ) -> Submission:
     """Record a checked acte as waiting for transmission, with its PDF and its event.
 
@@ -269,9 +285,12 @@ async def submit_acte(
     identifiant = identifiant_acte(
         departement, caller.siren, metadata.date_decision, metadata.numero_interne, nature
     )
+    arrondissement, nature_collectivite = idcl_codes(organisation, settings)
     acte = Acte(
         siren=caller.siren,
         departement=departement,
+        arrondissement=arrondissement,
+        nature_collectivite=nature_collectivite,
         numero_interne=metadata.numero_interne,
         annee_decision=metadata.date_decision.year,
         nature=int(nature),

@@ -31,10 +31,10 @@ class ActesPesSettings(CommonSettings):
     # A decision older than this is refused as a typing mistake rather than transmitted.
     max_decision_age_days: int = Field(default=5 * 366, gt=0)
 
-    # The département of an organisation that names none (its acte's metadata, else
-    # identity's projection, come first). The arrondissement and the nature of the
-    # collectivité are not in identity's events yet: every organisation is transmitted with
-    # these two values.
+    # The envelope's codes (IDCL) of an organisation that has none: the département when
+    # neither the acte's metadata nor identity give one; the arrondissement and the nature
+    # code when identity holds none for it (an operator sets them there, from the
+    # organisation's convention with its prefecture).
     departement: str = Field(default="035", pattern=r"^[09][0-9][0-9AB]$")
     arrondissement: int = Field(default=1, ge=0, le=9)
     nature_collectivite: str = Field(default="31", pattern=r"^[0-9]{2}$")

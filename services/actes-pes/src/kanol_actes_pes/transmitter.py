@@ -509,11 +509,13 @@ class Transmitter:
 
 
 def emetteur_of(acte: Acte, settings: ActesPesSettings) -> actes_xml.Emetteur:
+    """The acte's sender as its envelopes name it, with the codes it was submitted with."""
+    arrondissement = settings.arrondissement if acte.arrondissement is None else acte.arrondissement
     return actes_xml.Emetteur(
         siren=acte.siren,
         departement=acte.departement,
-        arrondissement=settings.arrondissement,
-        nature_collectivite=settings.nature_collectivite,
+        arrondissement=arrondissement,
+        nature_collectivite=acte.nature_collectivite or settings.nature_collectivite,
     )
 
 

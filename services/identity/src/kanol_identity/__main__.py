@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         f"{' '.join(Service)} (absent: left as they are)",
     )
     seed_cmd.add_argument("--parent-siren", help="a commune's EPCI, a CCAS's commune")
+    seed_cmd.add_argument(
+        "--arrondissement", type=int, help="its arrondissement in the ACTES envelope (0-9)"
+    )
+    seed_cmd.add_argument(
+        "--nature-collectivite", help="its nature code in the ACTES envelope (2 digits)"
+    )
 
     sirene_cmd = commands.add_parser(
         "import-sirene",
@@ -124,6 +130,8 @@ async def _seed(settings: IdentitySettings, args: argparse.Namespace) -> int:
         scopes=scopes,
         services=services,
         parent_siren=args.parent_siren,
+        arrondissement=args.arrondissement,
+        nature_collectivite=args.nature_collectivite,
     )
     database = await _migrate(settings)
     try:

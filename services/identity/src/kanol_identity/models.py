@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
+from annotated_types import Interval
 from pydantic import AnyUrl, EmailStr, StringConstraints, field_validator
 from sqlalchemy import (
     JSON,
@@ -152,6 +153,9 @@ PARENT_KINDS: dict[OrganisationKind, tuple[OrganisationKind, ...]] = {
 
 Departement = Annotated[str, StringConstraints(pattern=DEPARTEMENT_PATTERN)]
 Siren = Annotated[str, StringConstraints(pattern=r"^[0-9]{9}$")]
+# The two other attributes of an organisation's identifier in the ACTES envelope (IDCL).
+Arrondissement = Annotated[int, Interval(ge=0, le=9)]
+NatureCollectivite = Annotated[str, StringConstraints(pattern=r"^[0-9]{2}$")]
 
 
 def _checked_siren(siren: str | None) -> str | None:
@@ -169,6 +173,16 @@ class OrganisationBase(SQLModel):
         default=None,
         description="A commune's EPCI; a CCAS's commune or a CIAS's EPCI; nothing otherwise",
     )
+    arrondissement: Arrondissement | None = Field(
+        default=None,
+        description="Its arrondissement in the ACTES envelope (IDCL), as its prefecture's "
+        "convention gives it; absent: the platform's default",
+    )
+    nature_collectivite: NatureCollectivite | None = Field(
+        default=None,
+        description="Its nature code in the ACTES envelope (IDCL, 2 digits), as its "
+        "prefecture's convention gives it; absent: the platform's default",
+    )
 
 
 class OrganisationCreate(OrganisationBase):
@@ -185,6 +199,8 @@ class OrganisationUpdate(SQLModel):
     kind: OrganisationKind | None = None
     departement: Departement | None = None
     parent_siren: Siren | None = None
+    arrondissement: Arrondissement | None = None
+    nature_collectivite: NatureCollectivite | None = None
 
     @field_validator("parent_siren")
     @classmethod
@@ -217,6 +233,10 @@ class Organisation(SQLModel, table=True):
     parent_siren: str | None = Field(
         default=None,
         sa_column=Column(String(9), ForeignKey("organisation.siren"), nullable=True, index=True),
+    )
+    arrondissement: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    nature_collectivite: str | None = Field(
+        default=None, sa_column=Column(String(2), nullable=True)
     )
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime | None = Field(

@@ -42,6 +42,9 @@ class SeedRequest:
     # The organisation's own subscriptions; None leaves them as they are.
     services: tuple[Service, ...] | None = None
     parent_siren: str | None = None
+    # The ACTES envelope's codes (IDCL); None leaves the platform's defaults.
+    arrondissement: int | None = None
+    nature_collectivite: str | None = None
 
 
 @dataclass
@@ -96,6 +99,8 @@ async def _seed_organisation(
         kind=request.kind,
         departement=request.departement,
         parent_siren=request.parent_siren,
+        arrondissement=request.arrondissement,
+        nature_collectivite=request.nature_collectivite,
     )
     await service.register_organisation(session, data)
     outcome.organisation_created = True

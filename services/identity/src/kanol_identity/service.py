@@ -93,6 +93,8 @@ async def organisations_public(
             kind=OrganisationKind(organisation.kind),
             departement=organisation.departement,
             parent_siren=organisation.parent_siren,
+            arrondissement=organisation.arrondissement,
+            nature_collectivite=organisation.nature_collectivite,
             subscriptions=sorted(Service(service) for service in own[organisation.siren]),
             effective_subscriptions=list(effective[organisation.siren]),
             created_at=organisation.created_at,
@@ -143,6 +145,8 @@ async def register_organisation(session: AsyncSession, data: OrganisationCreate)
         kind=data.kind.value,
         departement=data.departement,
         parent_siren=data.parent_siren,
+        arrondissement=data.arrondissement,
+        nature_collectivite=data.nature_collectivite,
         created_at=utcnow(),
     )
     repository.add(organisation)
@@ -154,6 +158,8 @@ async def register_organisation(session: AsyncSession, data: OrganisationCreate)
         kind=data.kind.value,
         departement=data.departement,
         parent_siren=data.parent_siren,
+        arrondissement=data.arrondissement,
+        nature_collectivite=data.nature_collectivite,
     )
     publish(session, event, subject=data.siren, tenant=data.siren)
     # A commune registered under a subscribed EPCI may use its services at once.
@@ -203,6 +209,8 @@ async def update_organisation(
         kind=organisation.kind,
         departement=organisation.departement,
         parent_siren=organisation.parent_siren,
+        arrondissement=organisation.arrondissement,
+        nature_collectivite=organisation.nature_collectivite,
     )
     publish(session, event, subject=siren, tenant=siren)
     after = await subscriptions.effective_of(session, covered)
@@ -218,12 +226,12 @@ async def upsert_organisation(session: AsyncSession, data: OrganisationCreate) -
         await register_organisation(session, data)
         return Outcome.REGISTERED
 
-    update = OrganisationUpdate(
-        name=data.name,
-        kind=data.kind,
-        departement=data.departement,
-        parent_siren=data.parent_siren,
+    fields = data.model_dump(
+        include={"name", "kind", "departement", "parent_siren"}
+        | {"arrondissement", "nature_collectivite"} & data.model_fields_set
     )
+    # The envelope's codes are kept when the source (SIRENE, a seed) does not give them.
+    update = OrganisationUpdate.model_validate(fields)
     _, changed = await update_organisation(session, data.siren, update)
     return Outcome.UPDATED if changed else Outcome.UNCHANGED
 

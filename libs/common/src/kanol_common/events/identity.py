@@ -15,6 +15,9 @@ TOPIC = "identity.events"
 
 SIREN_PATTERN = r"^[0-9]{9}$"
 DEPARTEMENT_PATTERN = r"^[0-9]{2}[0-9AB]$"
+NATURE_COLLECTIVITE_PATTERN = r"^[0-9]{2}$"
+ARRONDISSEMENT = "Arrondissement in the ACTES envelope (IDCL); absent: the platform's default"
+NATURE_COLLECTIVITE = "Nature code in the ACTES envelope (IDCL); absent: the platform's default"
 
 
 class OrganisationRegistered(EventData):
@@ -32,10 +35,15 @@ class OrganisationRegistered(EventData):
         pattern=SIREN_PATTERN,
         description="A commune's EPCI, a CCAS's commune or a CIAS's EPCI",
     )
+    arrondissement: int | None = Field(default=None, ge=0, le=9, description=ARRONDISSEMENT)
+    nature_collectivite: str | None = Field(
+        default=None, pattern=NATURE_COLLECTIVITE_PATTERN, description=NATURE_COLLECTIVITE
+    )
 
 
 class OrganisationUpdated(EventData):
-    """An organisation's name, kind, département or parent changed; its whole new state."""
+    """An organisation's name, kind, département, parent or envelope codes changed; its whole
+    new state."""
 
     event_type = "fr.kanol.identity.organisation.updated.v1"
     topic = TOPIC
@@ -45,6 +53,10 @@ class OrganisationUpdated(EventData):
     kind: str
     departement: str = Field(pattern=DEPARTEMENT_PATTERN, description="ACTES 3-char code")
     parent_siren: str | None = Field(default=None, pattern=SIREN_PATTERN)
+    arrondissement: int | None = Field(default=None, ge=0, le=9, description=ARRONDISSEMENT)
+    nature_collectivite: str | None = Field(
+        default=None, pattern=NATURE_COLLECTIVITE_PATTERN, description=NATURE_COLLECTIVITE
+    )
 
 
 class EffectiveSubscription(BaseModel):

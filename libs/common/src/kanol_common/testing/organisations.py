@@ -28,11 +28,18 @@ async def seed_organisation(
     name: str | None = None,
     kind: str = "commune",
     departement: str = "035",
+    arrondissement: int | None = None,
+    nature_collectivite: str | None = None,
 ) -> None:
     """Register ``siren`` in the projection, subscribed to ``services`` (all by default)."""
     subscribed = tuple(sorted(set(services)))
     registered = OrganisationRegistered(
-        siren=siren, name=name or f"Organisation {siren}", kind=kind, departement=departement
+        siren=siren,
+        name=name or f"Organisation {siren}",
+        kind=kind,
+        departement=departement,
+        arrondissement=arrondissement,
+        nature_collectivite=nature_collectivite,
     )
     changed = SubscriptionsChanged(
         siren=siren,
