@@ -9,11 +9,16 @@ from typing import Any
 
 import pytest
 
-from kanol_actes_pes.pes.helios.port import DepositReceipt
+from kanol_actes_pes.pes.helios.port import DepositReceipt, HeliosUnavailable
 from kanol_actes_pes.pes.models import PesFlow
 from kanol_actes_pes.pes.monitor import PesMonitor
 from kanol_common.envelope import decode, header_map
-from kanol_common.events.pes import PesFlowAcknowledged, PesFlowRefused
+from kanol_common.events.pes import (
+    PesFlowAcknowledged,
+    PesFlowAcquitOverdue,
+    PesFlowRefused,
+    PesFlowTransmissionStuck,
+)
 from kanol_common.testing.delivery import read_topic
 
 from .conftest import OTHER_SIREN, Pes
@@ -209,18 +214,71 @@ async def test_flows_are_listed_newest_first_filtered_and_paged(pes: Pes) -> Non
     assert other.json()["items"] == []
 
 
-async def test_a_flow_without_acknowledgement_past_the_delay_is_reported(pes: Pes) -> None:
+async def test_a_flow_without_acknowledgement_past_the_delay_is_reported_once(
+    pes: Pes, kafka_bootstrap: str
+) -> None:
     flow_id = await posted(pes)
     await pes.transmitter.run_once()
     context = pes.app.state.pes
     impatient = context.settings.model_copy(update={"pes_acquit_overdue_seconds": 0.001})
     pes.app.state.pes = dataclasses.replace(context, settings=impatient)
     await asyncio.sleep(0.01)
+    monitor = PesMonitor(pes.app.state.runtime.database, impatient)
 
     flow = await pes.get(flow_id)
     overdue = await pes.http.get("/v1/pes/flows", params={"overdue": "true"}, headers=pes.headers())
-    counts = await PesMonitor(pes.app.state.runtime.database, impatient).check_once()
+    counts = await monitor.check_once()
+    counts_again = await monitor.check_once()
 
     assert flow["state"] == "transmitted" and flow["acquit_overdue"] is True
     assert [item["id"] for item in overdue.json()["items"]] == [flow_id]
-    assert counts == (1, 0)
+    assert counts == counts_again == (1, 0)
+    topic = f"{pes.settings.kafka_topic_prefix}pes.events"
+    records = await read_topic(kafka_bootstrap, topic, count=3)
+    events = [decode(header_map(record.headers), record.value) for record in records]
+    assert [event.type for event in events] == [
+        "fr.kanol.pes.flow.submitted.v1",
+        "fr.kanol.pes.flow.transmitted.v1",
+        "fr.kanol.pes.flow.acquit_overdue.v1",
+    ]
+    late = events[2].data
+    assert isinstance(late, PesFlowAcquitOverdue)
+    assert (late.flow_id, late.allowed_seconds) == (flow_id, 0.001)
+
+
+async def test_a_flow_helios_does_not_take_is_reported_stuck_once(
+    pes: Pes, kafka_bootstrap: str
+) -> None:
+    flow_id = await posted(pes)
+    pes.transmitter.gateway = _Unreachable()
+    await pes.transmitter.run_once()  # stays transmitting: Hélios cannot be reached
+    context = pes.app.state.pes
+    impatient = context.settings.model_copy(update={"transmission_stuck_seconds": 0.001})
+    await asyncio.sleep(0.01)
+    monitor = PesMonitor(pes.app.state.runtime.database, impatient)
+
+    counts = await monitor.check_once()
+    counts_again = await monitor.check_once()
+
+    assert (await pes.get(flow_id))["state"] == "transmitting"
+    assert counts == counts_again == (0, 1)
+    topic = f"{pes.settings.kafka_topic_prefix}pes.events"
+    records = await read_topic(kafka_bootstrap, topic, count=2)
+    events = [decode(header_map(record.headers), record.value) for record in records]
+    assert [event.type for event in events] == [
+        "fr.kanol.pes.flow.submitted.v1",
+        "fr.kanol.pes.flow.transmission_stuck.v1",
+    ]
+    stuck = events[1].data
+    assert isinstance(stuck, PesFlowTransmissionStuck)
+    assert stuck.flow_id == flow_id and "unreachable" in (stuck.last_error or "")
+
+
+class _Unreachable:
+    """Hélios's gateway as seen from a network that lost it."""
+
+    async def deposit(self, deposit: Any) -> Any:
+        raise HeliosUnavailable("Hélios unreachable: connection refused")
+
+    async def find_deposit(self, idempotency_key: str) -> Any:
+        raise HeliosUnavailable("Hélios unreachable: connection refused")

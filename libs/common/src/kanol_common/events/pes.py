@@ -99,6 +99,36 @@ class PesFlowRefused(EventData):
     )
 
 
+class PesFlowAcquitOverdue(EventData):
+    """A flow Hélios took has had no acknowledgement (PES_ACQUIT) for longer than allowed."""
+
+    event_type = "fr.kanol.pes.flow.acquit_overdue.v1"
+    topic = TOPIC
+
+    flow_id: str
+    siren: str = Field(pattern=SIREN_PATTERN)
+    id_coll: str = Field(pattern=SIRET_PATTERN)
+    nom_fic: str
+    transmitted_at: datetime
+    overdue_since: datetime
+    allowed_seconds: float
+
+
+class PesFlowTransmissionStuck(EventData):
+    """A flow is still not taken by Hélios (the gateway unreachable) beyond the allowed delay."""
+
+    event_type = "fr.kanol.pes.flow.transmission_stuck.v1"
+    topic = TOPIC
+
+    flow_id: str
+    siren: str = Field(pattern=SIREN_PATTERN)
+    id_coll: str = Field(pattern=SIRET_PATTERN)
+    nom_fic: str
+    transmitting_since: datetime
+    attempts: int
+    last_error: str | None = None
+
+
 class PesRetourReceived(EventData):
     """A later return (PES_Retour) was fetched from Hélios for an organisation."""
 

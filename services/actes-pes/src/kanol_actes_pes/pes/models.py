@@ -84,6 +84,11 @@ class PesFlow(SQLModel, table=True):
     )
     date_ack: date | None = Field(default=None, sa_column=Column(Date))
     traceparent: str | None = Field(default=None, sa_column=Column(String(128)))
+    # When the monitor reported the flow late in its current state (acknowledgement overdue,
+    # transmission stuck); cleared by each change of state, so each lateness is told once.
+    late_reported_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
 
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

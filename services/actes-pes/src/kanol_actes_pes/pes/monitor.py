@@ -3,11 +3,10 @@
 Reference tools had PES flows left "sent" for days with nobody told. The monitor counts,
 each turn, the flows ``transmitted`` for longer than ``pes_acquit_overdue_seconds`` without
 a PES_ACQUIT and those ``transmitting`` for longer than ``transmission_stuck_seconds``
-(Hélios unreachable, retried with backoff), exposes both as Prometheus gauges, and logs a
-warning naming the oldest. The API shows ``acquit_overdue`` on each flow and filters on it.
-
-TODO: no event is published for an overdue flow yet, so nobody is notified by mail or in
-the authorities' software; an operator's alert rule on the gauges is the way for now.
+(Hélios unreachable, retried with backoff) and exposes both as Prometheus gauges. Each flow
+that became late is reported once (until its state changes): an event on ``pes.events``
+(``PesFlowAcquitOverdue``, ``PesFlowTransmissionStuck``) for whoever must act, and a warning
+in the log. The API shows ``acquit_overdue`` on each flow and filters on it.
 """
 
 from __future__ import annotations
@@ -17,11 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prometheus_client import Gauge
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_actes_pes.pes import repository, service
-from kanol_actes_pes.pes.models import PesFlowState
+from kanol_actes_pes.pes.models import PesFlow, PesFlowState
 from kanol_actes_pes.settings import ActesPesSettings
-from kanol_common.db import Database
+from kanol_common import outbox
+from kanol_common.db import Database, as_utc
+from kanol_common.events.pes import PesFlowAcquitOverdue, PesFlowTransmissionStuck
 from kanol_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -56,17 +58,54 @@ class PesMonitor:
             await asyncio.sleep(self.settings.monitor_poll_seconds)
 
     async def check_once(self) -> tuple[int, int]:
+        """Report the flows late since the last turn; how many are overdue and stuck now."""
         now = service.now_utc()
-        stuck_cutoff = now - timedelta(seconds=self.settings.transmission_stuck_seconds)
+        overdue_before = overdue_cutoff(self.settings, now)
+        stuck_before = now - timedelta(seconds=self.settings.transmission_stuck_seconds)
         async with self.database.session() as session:
-            overdue = await repository.stalled(
-                session, PesFlowState.TRANSMITTED, overdue_cutoff(self.settings, now)
-            )
-            stuck = await repository.stalled(session, PesFlowState.TRANSMITTING, stuck_cutoff)
+            for flow in await repository.late_unreported(
+                session, PesFlowState.TRANSMITTED, overdue_before
+            ):
+                self._report_overdue(session, flow, now)
+            for flow in await repository.late_unreported(
+                session, PesFlowState.TRANSMITTING, stuck_before
+            ):
+                self._report_stuck(session, flow, now)
+            await session.commit()
+
+            overdue = await repository.stalled(session, PesFlowState.TRANSMITTED, overdue_before)
+            stuck = await repository.stalled(session, PesFlowState.TRANSMITTING, stuck_before)
         PES_ACQUIT_OVERDUE.set(len(overdue))
         PES_TRANSMISSION_STUCK.set(len(stuck))
-        if overdue:
-            log.warning("pes.acquit_overdue", count=len(overdue), oldest=str(overdue[0]))
-        if stuck:
-            log.warning("pes.transmission_stuck", count=len(stuck), oldest=str(stuck[0]))
         return len(overdue), len(stuck)
+
+    def _report_overdue(self, session: AsyncSession, flow: PesFlow, now: datetime) -> None:
+        assert flow.transmitted_at is not None  # set with the state transmitted
+        flow.late_reported_at = now
+        session.add(flow)
+        event = PesFlowAcquitOverdue(
+            flow_id=str(flow.id),
+            siren=flow.siren,
+            id_coll=flow.id_coll,
+            nom_fic=flow.nom_fic,
+            transmitted_at=as_utc(flow.transmitted_at),
+            overdue_since=now,
+            allowed_seconds=self.settings.pes_acquit_overdue_seconds,
+        )
+        outbox.publish(session, event, subject=str(flow.id), tenant=flow.siren)
+        log.warning("pes.acquit_overdue", flow_id=str(flow.id), tenant=flow.siren)
+
+    def _report_stuck(self, session: AsyncSession, flow: PesFlow, now: datetime) -> None:
+        flow.late_reported_at = now
+        session.add(flow)
+        event = PesFlowTransmissionStuck(
+            flow_id=str(flow.id),
+            siren=flow.siren,
+            id_coll=flow.id_coll,
+            nom_fic=flow.nom_fic,
+            transmitting_since=as_utc(flow.updated_at),
+            attempts=flow.transmission_attempts,
+            last_error=flow.last_error,
+        )
+        outbox.publish(session, event, subject=str(flow.id), tenant=flow.siren)
+        log.warning("pes.transmission_stuck", flow_id=str(flow.id), tenant=flow.siren)

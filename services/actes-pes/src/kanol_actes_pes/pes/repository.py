@@ -147,6 +147,23 @@ async def stalled(
     return (await session.exec(query)).all()
 
 
+async def late_unreported(
+    session: AsyncSession, state: PesFlowState, since_before: datetime, limit: int = 500
+) -> Sequence[PesFlow]:
+    """Flows in ``state`` since before ``since_before`` that were not reported late yet."""
+    query = (
+        select(PesFlow)
+        .where(
+            PesFlow.state == state.value,
+            col(PesFlow.updated_at) < since_before,
+            col(PesFlow.late_reported_at).is_(None),
+        )
+        .order_by(col(PesFlow.updated_at))
+        .limit(limit)
+    )
+    return (await session.exec(query)).all()
+
+
 @dataclass(frozen=True)
 class FlowFilters:
     state: str | None = None

@@ -313,6 +313,7 @@ async def change_state(
 
     now = now_utc()
     values["updated_at"] = now
+    values["late_reported_at"] = None
     if not await repository.compare_and_set_state(session, flow.id, current, target, values):
         raise StaleFlow(f"flow {flow.id} is no longer {current.value}")
     session.add(_state_change(flow.id, current, target, reason, now))
