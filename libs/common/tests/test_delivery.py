@@ -21,13 +21,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 
 from kanol_common import outbox
 from kanol_common.consumer import EventConsumer, HandlerContext, RetryableError
 from kanol_common.db import Database
 from kanol_common.delivery_models import inbox_table, outbox_table
-from kanol_common.envelope import CloudEvent
+from kanol_common.envelope import CloudEvent, decode, header_map
 from kanol_common.http import create_app
 from kanol_common.outbox import cleanup
 from kanol_common.runtime import ServiceRuntime
@@ -401,7 +401,7 @@ async def test_lifespan_registers_readiness_checks(
         await strict.check_kafka()
 
 
-async def test_two_relays_share_the_outbox_without_sending_a_row_twice(
+async def test_two_relays_send_every_row_once_in_each_aggregates_order(
     kafka_bootstrap: str, postgres_database: Callable[[str], str]
 ) -> None:
     database = Database(postgres_database("relays"))
@@ -437,6 +437,44 @@ async def test_two_relays_share_the_outbox_without_sending_a_row_twice(
     event_ids = [dict(record.headers)["ce_id"] for record in records]
     assert len(event_ids) == count
     assert len(set(event_ids)) == count
+    # Within each aggregate (the record key), the order in which they were written.
+    written: dict[bytes, list[int]] = {}
+    for record in records:
+        assert record.key is not None
+        probe = decode(header_map(record.headers), record.value, Probe).data
+        assert isinstance(probe, Probe)
+        written.setdefault(record.key, []).append(int(probe.probe_id[1:]))
+    assert len(written) == 7
+    assert all(indexes == sorted(indexes) for indexes in written.values()), written
+
+
+async def test_a_relay_waits_while_another_replica_publishes(
+    kafka_bootstrap: str, postgres_database: Callable[[str], str]
+) -> None:
+    database = Database(postgres_database("relay_lock"))
+    await create_delivery_schema(database)
+    settings = delivery_settings(kafka_bootstrap, database.url)
+    await _publish(database, Probe(probe_id="held-back"))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+    await producer.start()
+    relay = outbox.OutboxRelay(database, producer, settings)
+    try:
+        async with database.session() as other_replica:
+            connection = await other_replica.connection()
+            lock = text("SELECT pg_advisory_xact_lock(:key)")
+            await connection.execute(lock, {"key": outbox.RELAY_LOCK_KEY})
+
+            assert await relay.publish_pending() == 0
+            assert relay.busy_elsewhere
+            assert await outbox.backlog(database) == 1
+            await other_replica.rollback()
+
+        assert await relay.publish_pending() == 1
+        assert not relay.busy_elsewhere
+        assert await outbox.backlog(database) == 0
+    finally:
+        await producer.stop()
+        await database.dispose()
 
 
 async def _no_backlog(database: Database) -> bool:

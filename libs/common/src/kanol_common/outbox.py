@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import BigInteger, delete, event, func, select, update
+from sqlalchemy import BigInteger, delete, event, func, select, text, update
 from sqlalchemy.orm import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -103,16 +103,23 @@ event.listen(Session, "after_commit", _after_commit)
 event.listen(Session, "after_rollback", _after_rollback)
 
 
+# The PostgreSQL advisory lock a relay holds while it publishes a batch ("kanolout" as a
+# 64-bit integer). Advisory locks are per database, and each service has its own.
+RELAY_LOCK_KEY = int.from_bytes(b"kanolout", "big")
+# How soon a relay that found another replica publishing looks again.
+RELAY_BUSY_RETRY_SECONDS = 0.05
+
+
 class OutboxRelay:
     """Publishes the outbox of one database; wakes on commit, polls as a fallback.
 
-    On PostgreSQL rows are claimed with ``FOR UPDATE SKIP LOCKED`` so that the replicas of
-    a service share the work; on SQLite a single relay runs per database file.
+    Batches go out one at a time, in the order of the outbox, each acknowledged by Kafka
+    before the next is claimed, so one aggregate's events reach their partition in the
+    order they were written. On PostgreSQL the replicas of a service each run a relay; the
+    one holding the advisory lock :data:`RELAY_LOCK_KEY` publishes, the others look again
+    shortly (any of them takes over when it stops). On SQLite a single relay runs per
+    database file.
     """
-
-    # TODO: with several replicas, two relays may send neighbouring batches at the same
-    # time, so two events of one aggregate in different batches can reach the topic out of
-    # order; a single replica (or one relay per service) keeps the per-aggregate order.
 
     def __init__(
         self,
@@ -134,6 +141,8 @@ class OutboxRelay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_gauge = 0.0
         self._last_cleanup = time.monotonic()
+        # Set when another replica's relay held the lock at the last try.
+        self.busy_elsewhere = False
 
     def physical_topic(self, topic: str) -> str:
         return f"{self.settings.kafka_topic_prefix}{topic}"
@@ -188,6 +197,11 @@ class OutboxRelay:
             try:
                 await self.publish_pending()
                 await self._housekeeping()
+                if self.busy_elsewhere and not self._stopping:
+                    # What this replica committed is published by the other relay or by
+                    # this one once the lock is free: look again soon, not at the next poll.
+                    await asyncio.sleep(RELAY_BUSY_RETRY_SECONDS)
+                    self._wakeup.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -222,6 +236,9 @@ class OutboxRelay:
             return len(rows)
 
         async with self.database.session() as session:
+            if not await self._lock(session):
+                await session.rollback()
+                return 0
             rows = await self._claim(session)
             if not rows:
                 await session.rollback()
@@ -230,6 +247,14 @@ class OutboxRelay:
             await self._mark(session, rows)
             await session.commit()
         return len(rows)
+
+    async def _lock(self, session: AsyncSession) -> bool:
+        """Take the relay lock for this transaction; False when another relay holds it."""
+        connection = await session.connection()
+        statement = text("SELECT pg_try_advisory_xact_lock(:key)")
+        locked = bool((await connection.execute(statement, {"key": RELAY_LOCK_KEY})).scalar())
+        self.busy_elsewhere = not locked
+        return locked
 
     async def _claim(self, session: AsyncSession) -> Sequence[Any]:
         columns = outbox_table.c
