@@ -42,7 +42,7 @@ die() { echo "s3: error: $*" >&2; exit 1; }
 
 install() {
     [[ -x $WEED ]] && return 0
-    command -v go >/dev/null || die "go not found (Go 1.24+ is needed to build SeaweedFS)"
+    command -v go >/dev/null || die "go not found (Go 1.26+ is needed to build SeaweedFS)"
     say "building SeaweedFS $VERSION into $BIN_DIR"
     # `go install module@version` refuses a module whose go.mod has replace directives, as
     # SeaweedFS's has: download the module and build inside it instead.
