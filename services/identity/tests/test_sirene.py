@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
 from pathlib import Path
 
 import pytest
@@ -82,15 +83,15 @@ async def test_import_reports_refusals_and_a_second_run_changes_nothing(
     assert await _run(identity, str(path)) == 1
     second = capsys.readouterr()
 
-    assert "10 lines: 5 registered, 0 updated, 0 unchanged, 5 refused" in first.out
-    assert "10 lines: 0 registered, 0 updated, 5 unchanged, 5 refused" in second.out
+    summary = "5 registered, 0 updated, 0 unchanged, 1 not local public bodies, 4 refused"
+    assert f"10 lines: {summary}" in first.out
+    summary = "0 registered, 0 updated, 5 unchanged, 1 not local public bodies, 4 refused"
+    assert f"10 lines: {summary}" in second.out
     assert await outbox_size(identity) == events_after_first
-    assert f"refused line 7: {register.company}: the legal category 5710 is not a local" in (
-        first.err
-    )
+    assert register.company not in first.err  # a company is no refusal: it is not for us
     with report_path.open(encoding="utf-8") as file:
         refused = {int(row["line"]): row["reason"] for row in csv.DictReader(file)}
-    assert sorted(refused) == [7, 8, 9, 10, 11]
+    assert sorted(refused) == [8, 9, 10, 11]
     assert "ceased" in refused[8]
     assert "Luhn" in refused[9]
     assert "register the parent first" in refused[10]
@@ -133,7 +134,8 @@ async def test_a_changed_line_updates_and_publishes_once(
     register.rows[1][6] = ""  # the commune leaves its EPCI
     assert await _run(identity, str(register.write(tmp_path / "second.csv"))) == 0
 
-    assert "5 lines: 0 registered, 2 updated, 3 unchanged, 0 refused" in capsys.readouterr().out
+    summary = "0 registered, 2 updated, 3 unchanged, 0 not local public bodies, 0 refused"
+    assert f"5 lines: {summary}" in capsys.readouterr().out
     renamed = await outbox_events(identity, OrganisationUpdated, register.epci)
     assert [event.name for event in renamed] == ["RENNES METROPOLE (NOUVEAU NOM)"]
     left = await outbox_events(identity, OrganisationUpdated, register.commune)
@@ -143,6 +145,25 @@ async def test_a_changed_line_updates_and_publishes_once(
     ]
     commune = await identity.http.get(f"/v1/organisations/{register.commune}", headers=headers)
     assert commune.json()["nature_collectivite"] == "25"
+
+
+def test_a_national_file_keeps_only_its_local_public_bodies() -> None:
+    # The stock file read as a stream: thousands of companies, two public bodies kept.
+    epci, commune = new_siren(), new_siren()
+    stream = io.StringIO()
+    writer = csv.writer(stream)
+    writer.writerow(COLUMNS)
+    for _ in range(20_000):
+        writer.writerow([new_siren(), "O", "SARL QUELCONQUE", "5499", "A", "35238", "", ""])
+    writer.writerow([commune, "O", "COMMUNE DE RENNES", "7210", "A", "35238", epci, ""])
+    writer.writerow([epci, "O", "RENNES METROPOLE", "7344", "A", "35238", "", ""])
+    stream.seek(0)
+    report = sirene.ImportReport()
+
+    lines = sirene.read_lines(stream, report)
+
+    assert [line.data.siren for line in lines] == [epci, commune]  # parents first
+    assert (report.lines, report.skipped, report.refused) == (20_002, 20_000, [])
 
 
 async def test_a_file_without_the_required_columns_is_refused_whole(tmp_path: Path) -> None:

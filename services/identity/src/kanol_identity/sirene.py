@@ -32,6 +32,7 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -118,6 +119,9 @@ class ImportReport:
     registered: int = 0
     updated: int = 0
     unchanged: int = 0
+    # Lines of other legal units (companies, associations, State services...): the national
+    # stock file is mostly made of them, so they are counted, not listed.
+    skipped: int = 0
     refused: list[Refusal] = field(default_factory=list)
 
     def count(self, outcome: service.Outcome) -> None:
@@ -131,7 +135,8 @@ class ImportReport:
     def summary(self) -> str:
         return (
             f"{self.lines} lines: {self.registered} registered, {self.updated} updated, "
-            f"{self.unchanged} unchanged, {len(self.refused)} refused"
+            f"{self.unchanged} unchanged, {self.skipped} not local public bodies, "
+            f"{len(self.refused)} refused"
         )
 
 
@@ -168,13 +173,20 @@ def kind_of(category: str) -> OrganisationKind | None:
     return None
 
 
-def read_lines(text: str, report: ImportReport) -> list[_Line]:
-    """Parse and check every line; refused ones go to ``report``, the others are returned."""
+def read_lines(source: str | TextIO, report: ImportReport) -> list[_Line]:
+    """Parse and check every line; refused ones go to ``report``, the others are returned.
+
+    ``source`` is read as a stream: only the lines of local public bodies are kept, so the
+    national stock file (millions of lines) needs the memory of its public bodies only.
+    """
+    stream = io.StringIO(source) if isinstance(source, str) else source
+    head = stream.read(4096)
+    stream.seek(0)
     try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        dialect = csv.Sniffer().sniff(head, delimiters=",;\t")
     except csv.Error as exc:
         raise ImportFileInvalid("The file is not a CSV with , ; or tab separators.") from exc
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    reader = csv.DictReader(stream, dialect=dialect)
     columns = set(reader.fieldnames or ())
     missing = [column for column in REQUIRED_COLUMNS if column not in columns]
     if missing:
@@ -187,6 +199,9 @@ def read_lines(text: str, report: ImportReport) -> list[_Line]:
         report.lines += 1
         number = reader.line_num
         siren = (row.get(SIREN) or "").strip()
+        if None not in row and kind_of(row.get(CATEGORY) or "") is None:
+            report.skipped += 1
+            continue
         reason = _line_problem(row, siren, first_seen)
         if reason is not None:
             report.refused.append(Refusal(number, siren, reason))
@@ -208,9 +223,6 @@ def _line_problem(row: dict[str, str | None], siren: str, first_seen: dict[str, 
         return f"the SIREN {siren} is already on line {first_seen[siren]}"
     if (row.get(STATE) or "").strip() == "C":
         return "the legal unit has ceased (etatAdministratifUniteLegale C)"
-    category = (row.get(CATEGORY) or "").strip()
-    if kind_of(category) is None:
-        return f"the legal category {category or '(empty)'} is not a local public body"
     return None
 
 
@@ -257,16 +269,17 @@ def _parent(
     return None
 
 
+def _read_file(path: Path, report: ImportReport) -> list[_Line]:
+    with path.open(encoding="utf-8-sig", newline="") as stream:
+        return read_lines(stream, report)
+
+
 async def import_file(
     database: Database, path: Path, *, progress: Progress | None = None
 ) -> ImportReport:
     """Import ``path``; the report counts what each line did and why lines were refused."""
     report = ImportReport()
-    # TODO: the whole file is read into memory and sorted (parents first), which suits a
-    # region's public bodies (tens of thousands of lines) but not the national stock file
-    # (millions of lines, gigabytes): filter it to the public bodies of the region first.
-    text = await asyncio.to_thread(path.read_text, encoding="utf-8-sig")
-    lines = read_lines(text, report)
+    lines = await asyncio.to_thread(_read_file, path, report)
 
     done = 0
     for start in range(0, len(lines), BATCH_SIZE):
