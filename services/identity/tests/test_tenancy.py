@@ -40,6 +40,7 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/organisations/{siren}/agents/{agent_id}"),
     Endpoint("PATCH", "/v1/organisations/{siren}/agents/{agent_id}", {"roles": ["org:admin"]}),
     Endpoint("POST", "/v1/organisations/{siren}/agents/{agent_id}/deactivate"),
+    Endpoint("POST", "/v1/organisations/{siren}/agents/{agent_id}/reactivate"),
     Endpoint("POST", "/v1/organisations/{siren}/agents/{agent_id}/totp"),
     Endpoint(
         "POST", "/v1/organisations/{siren}/agents/{agent_id}/totp/confirm", {"code": "123456"}

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from kanol_common.events.identity import AgentReactivated
 from kanol_common.testing.auth import TokenFactory
 from kanol_identity.oauth.testing import (
     WebApp,
@@ -18,6 +19,8 @@ from kanol_identity.oauth.testing import (
     sign_in,
 )
 from kanol_identity.testing import BASE_URL, Identity
+
+from .directory import outbox_events
 
 
 @pytest.fixture
@@ -105,6 +108,36 @@ class TestDeactivation:
         # Reactivated, the agent must log in again: its old family stays revoked.
         await set_agent_active(web.database, agent.id, True)
         assert (await web.refresh(issued["refresh_token"])).status_code == 400
+
+    async def test_reactivation_revives_nothing_issued_before_the_deactivation(
+        self, identity: Identity, web: WebApp
+    ) -> None:
+        agent = await web.agent()
+        issued = await web.tokens(agent)
+        url = f"/v1/organisations/{agent.siren}/agents/{agent.id}"
+        admin = await identity.admin_headers()
+        _, challenge = pkce_pair()
+        params = authorize_params(web.client_id, challenge)
+
+        async with web.browser() as browser:
+            await sign_in(browser, params, agent)
+            deactivated = await identity.http.post(f"{url}/deactivate", headers=admin)
+            reactivated = await identity.http.post(f"{url}/reactivate", headers=admin)
+            again = await identity.http.post(f"{url}/reactivate", headers=admin)
+            page = await browser.get("/oauth/authorize", params=params)
+
+        assert deactivated.status_code == reactivated.status_code == again.status_code == 200
+        assert reactivated.json()["active"] is True
+        assert reactivated.json()["deactivated_at"] == deactivated.json()["deactivated_at"]
+        assert 'id="password"' in page.text  # the browser session stays ended
+        assert (await web.refresh(issued["refresh_token"])).status_code == 400
+        introspected = await web.post("/oauth/introspect", {"token": issued["access_token"]})
+        assert introspected.json() == {"active": False}
+        fresh = await web.tokens(agent)  # a new login works
+        assert claims_of(fresh["access_token"])["sub"] == agent.id
+        assert (await web.refresh(fresh["refresh_token"])).status_code == 200
+        [event] = await outbox_events(identity, AgentReactivated, agent.id)
+        assert event.siren == agent.siren
 
     async def test_deactivation_ends_a_browser_session(self, web: WebApp) -> None:
         agent = await web.agent()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kanol_common.events.identity import AgentDeactivated, AgentProvisioned
+from kanol_common.events.identity import AgentDeactivated, AgentProvisioned, AgentReactivated
 from kanol_common.logging import get_logger
 from kanol_common.outbox import publish
 from kanol_identity import credentials, subscriptions
@@ -129,6 +129,26 @@ async def deactivate_agent(session: AsyncSession, siren: str, agent_id: str) -> 
         session, AgentDeactivated(agent_id=agent_id, siren=siren), subject=agent_id, tenant=siren
     )
     log.info("agent.deactivated", tenant=siren, agent_id=agent_id)
+    return agent
+
+
+async def reactivate_agent(session: AsyncSession, siren: str, agent_id: str) -> Agent:
+    """Let a deactivated agent sign in again (a second call changes nothing).
+
+    Its sessions and refresh tokens from before the deactivation stay void
+    (:meth:`Agent.honours`): it signs in afresh.
+    """
+    agent = await get_agent(session, siren, agent_id)
+    if agent.active:
+        return agent
+
+    agent.active = True
+    agent.updated_at = utcnow()
+    AgentRepository(session).add(agent)
+    publish(
+        session, AgentReactivated(agent_id=agent_id, siren=siren), subject=agent_id, tenant=siren
+    )
+    log.info("agent.reactivated", tenant=siren, agent_id=agent_id)
     return agent
 
 

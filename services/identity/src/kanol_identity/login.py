@@ -447,11 +447,13 @@ async def _replace_session(
 
 
 async def _session_agent(session: AsyncSession, login_session: LoginSession) -> Agent | None:
-    """The session's agent while still active: deactivation ends the session at once."""
+    """The session's agent while it honours the session: deactivation ends it for good."""
     if login_session.agent_id is None:
         return None
     agent = await AgentRepository(session).get(login_session.agent_id)
-    return agent if agent is not None and agent.active else None
+    if agent is None or not agent.honours(login_session.created_at):
+        return None
+    return agent
 
 
 def _with_cookie(response: Response, raw: str | None, settings: IdentitySettings) -> Response:

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from kanol_common.db import as_utc
 from kanol_common.siren import is_valid_siren
 
 # ACTES département codes: 001-095 (no 020 since Corsica split into 02A and 02B), 971-976.
@@ -320,8 +321,10 @@ def new_agent_id() -> str:
 class Agent(SQLModel, table=True):
     """A person's account under an organisation.
 
-    ``active`` false ends the agent's sessions: the login, refresh and userinfo endpoints
-    check it on every call. ``totp_secret`` is set at enrolment and used for logins only
+    ``active`` false ends the agent's sessions: the login, refresh, introspection and
+    userinfo endpoints check it on every call. ``deactivated_at`` is the last deactivation
+    and stays after a reactivation: what was issued before it stays void
+    (:meth:`honours`). ``totp_secret`` is set at enrolment and used for logins only
     once ``totp_confirmed`` (the agent proved its app computes the same codes);
     ``totp_last_step`` is the time step of the last accepted code, so a code is not
     accepted twice.
@@ -347,6 +350,20 @@ class Agent(SQLModel, table=True):
     )
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+    def honours(self, issued_at: datetime) -> bool:
+        """Whether a session or token issued at ``issued_at`` still stands for this agent:
+        the agent is active and it was issued after the agent's last deactivation.
+
+        An access token's ``iat`` counts whole seconds: one issued in the second of a
+        deactivation, even just after a reactivation, reads as older and is refused; the
+        agent signs in again.
+        """
+        if not self.active:
+            return False
+        if self.deactivated_at is None:
+            return True
+        return as_utc(issued_at) > as_utc(self.deactivated_at)
 
     @property
     def totp_enabled(self) -> bool:

@@ -190,6 +190,19 @@ async def deactivate_agent(
 
 
 @router.post(
+    "/{siren}/agents/{agent_id}/reactivate",
+    summary="Reactivate an agent: it signs in afresh; its old sessions stay ended",
+)
+async def reactivate_agent(
+    siren: SirenPath, agent_id: str, admin: AdminDep, session: SessionDep
+) -> AgentPublic:
+    admin.check_organisation(siren)
+    agent = await agents.reactivate_agent(session, siren, agent_id)
+    await commit(session)
+    return agent.public()
+
+
+@router.post(
     "/{siren}/agents/{agent_id}/totp",
     summary="Enrol a TOTP second factor; the secret is shown only here",
 )

@@ -108,6 +108,17 @@ class AgentDeactivated(EventData):
     siren: str = Field(pattern=SIREN_PATTERN)
 
 
+class AgentReactivated(EventData):
+    """A deactivated agent's account was reactivated: it may sign in again, though nothing
+    issued before its deactivation (sessions, refresh tokens) works again."""
+
+    event_type = "fr.kanol.identity.agent.reactivated.v1"
+    topic = TOPIC
+
+    agent_id: str
+    siren: str = Field(pattern=SIREN_PATTERN)
+
+
 class ApiClientRegistered(EventData):
     """An API client was registered for an organisation, with the scopes it may ask for."""
 

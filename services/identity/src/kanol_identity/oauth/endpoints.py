@@ -6,7 +6,7 @@ read, not as problem details; a throttled caller gets a 429 problem with Retry-A
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -244,7 +244,7 @@ async def _agent_tokens(
 ) -> TokenResponse:
     """Access, refresh and (for openid) ID tokens for an agent still active."""
     agent = await AgentRepository(session).get(agent_id)
-    if agent is None or not agent.active:
+    if agent is None or not agent.honours(auth_time):
         # Deactivation ends the agent's sessions: nothing of the family works any more.
         await tokens.revoke_family(session, family_id, reason="agent_inactive")
         raise tokens.GrantRevoked("The agent's account is deactivated.")
@@ -378,7 +378,8 @@ async def _introspection(
     inactive = {"active": False}
     claims = await tokens.read_access_token(session, keys, settings, presented)
     if claims is not None:
-        if not await _holder_is_live(session, str(claims["client_id"]), str(claims["sub"])):
+        holder = (str(claims["client_id"]), str(claims["sub"]), _issued_at(claims))
+        if not await _holder_is_live(session, *holder):
             return inactive
         return {
             "active": True,
@@ -397,7 +398,7 @@ async def _introspection(
         return inactive
     if not tokens.refresh_token_is_active(refresh):
         return inactive
-    if not await _holder_is_live(session, refresh.client_id, refresh.agent_id):
+    if not await _holder_is_live(session, refresh.client_id, refresh.agent_id, refresh.auth_time):
         return inactive
     return {
         "active": True,
@@ -410,15 +411,22 @@ async def _introspection(
     }
 
 
-async def _holder_is_live(session: AsyncSession, client_id: str, subject: str) -> bool:
-    """The token's client is not revoked and, for an agent's token, the agent is active."""
+async def _holder_is_live(
+    session: AsyncSession, client_id: str, subject: str, issued_at: datetime
+) -> bool:
+    """The token's client is not revoked and, for an agent's token, the agent is active and
+    was not deactivated since the token (or its login) was issued."""
     client = await ApiClientRepository(session).get_by_client_id(client_id)
     if client is None or client.is_revoked:
         return False
     if subject == client_id:
         return True
     agent = await AgentRepository(session).get(subject)
-    return agent is not None and agent.active
+    return agent is not None and agent.honours(issued_at)
+
+
+def _issued_at(claims: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(int(claims["iat"]), UTC)
 
 
 # -- userinfo (OpenID Connect Core §5.3) ---------------------------------------------------
@@ -442,7 +450,8 @@ async def userinfo(
         return _bearer_error(403, "insufficient_scope", "The token lacks the openid scope.")
 
     agent = await AgentRepository(session).get(str(claims["sub"]))
-    live = await _holder_is_live(session, str(claims["client_id"]), str(claims["sub"]))
+    holder = (str(claims["client_id"]), str(claims["sub"]), _issued_at(claims))
+    live = await _holder_is_live(session, *holder)
     if agent is None or not live:
         return _bearer_error(401, "invalid_token", "The token's agent or client is inactive.")
     body = tokens.agent_claims(agent, str(claims["scope"]).split())

@@ -115,7 +115,8 @@ async def set_agent_active(database: Database, agent_id: str, active: bool) -> N
         agent = await session.get(Agent, agent_id)
         assert agent is not None
         agent.active = active
-        agent.deactivated_at = None if active else utcnow()
+        if not active:  # as the service does: the last deactivation is kept
+            agent.deactivated_at = utcnow()
         session.add(agent)
         await session.commit()
 
