@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from lxml import etree
 
 from kanol_actes_pes.pes import pes_xml
@@ -110,6 +111,57 @@ def test_a_certificate_expired_at_signing_time_is_untrusted() -> None:
 
     with pytest.raises(PesSignerUntrusted, match="not at the signing time"):
         verify_signatures(tree, expired.anchors())
+
+
+def test_a_signer_revoked_before_signing_is_refused(pki: TestPki) -> None:
+    signed_at = datetime.now(UTC) - timedelta(hours=2)
+    flow = reshape_flow(SAMPLE.read_bytes(), pki=pki, signing_time=signed_at)
+    tree, _ = pes_xml.read_pes_aller(flow)
+    crl = pki.revocation_list(revoked_at=signed_at - timedelta(days=3))
+
+    with pytest.raises(PesSignerUntrusted, match=r"was revoked on .* before the signing time"):
+        verify_signatures(tree, pki.anchors((crl,)))
+
+
+def test_a_signer_revoked_after_signing_still_vouches_for_what_it_signed(pki: TestPki) -> None:
+    signed_at = datetime.now(UTC) - timedelta(days=2)
+    flow = reshape_flow(SAMPLE.read_bytes(), pki=pki, signing_time=signed_at)
+    tree, _ = pes_xml.read_pes_aller(flow)
+    crl = pki.revocation_list(revoked_at=signed_at + timedelta(days=1))
+
+    [check] = verify_signatures(tree, pki.anchors((crl,)))
+
+    assert check.trusted_chain and check.revocation_checked
+
+
+def test_only_a_list_signed_by_the_issuer_counts(pki: TestPki) -> None:
+    tree, _ = pes_xml.read_pes_aller(reshape_flow(SAMPLE.read_bytes(), pki=pki))
+    forger = TestPki.create()
+    forged = pki.revocation_list(datetime.now(UTC) - timedelta(days=1), signed_by=forger.ca_key)
+
+    [unlisted] = verify_signatures(tree, pki.anchors())
+    [forged_only] = verify_signatures(tree, pki.anchors((forged,)))
+    [listed] = verify_signatures(tree, pki.anchors((pki.revocation_list(),)))
+
+    assert not unlisted.revocation_checked
+    assert forged_only.trusted_chain and not forged_only.revocation_checked
+    assert listed.revocation_checked
+
+
+def test_revocation_lists_are_read_from_pem_or_der_files(pki: TestPki, tmp_path: Path) -> None:
+    crl = pki.revocation_list()
+    pem, der = tmp_path / "ca.crl.pem", tmp_path / "ca.crl"
+    pem.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    der.write_bytes(crl.public_bytes(serialization.Encoding.DER))
+    anchors_file = tmp_path / "anchors.pem"
+    anchors_file.write_bytes(pki.ca_pem())
+
+    anchors = TrustAnchors.from_file(anchors_file, [pem, der])
+
+    assert anchors.certificates == (pki.ca_certificate,)
+    assert [item.fingerprint(hashes.SHA256()) for item in anchors.revocation_lists] == [
+        crl.fingerprint(hashes.SHA256())
+    ] * 2
 
 
 def test_a_doctype_is_refused_before_parsing() -> None:

@@ -135,7 +135,7 @@ def create_app(
     app.state.pes = pes_routes.PesContext(
         settings=settings,
         store=store,
-        anchors=TrustAnchors.from_file(settings.pes_trust_anchors_file),
+        anchors=TrustAnchors.from_file(settings.pes_trust_anchors_file, settings.pes_crl_files),
         transmitter=pes_transmitter,
     )
     app.state.pes_acquits = acquit_receiver

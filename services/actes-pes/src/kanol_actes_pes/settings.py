@@ -82,6 +82,10 @@ class ActesPesSettings(CommonSettings):
     # PEM file of the certification authorities whose signers are trusted. Without it the
     # signatures are verified but their chain is not, and flows say signer_trusted false.
     pes_trust_anchors_file: Path | None = None
+    # CRL files (PEM or DER) of those authorities and their intermediates, refreshed by the
+    # operator from their distribution points; read at start. A signer revoked at or before
+    # its signing time is refused.
+    pes_crl_files: list[Path] = Field(default_factory=list)
     # Hélios takes unsigned flows (the signature can be made by other means for some
     # types): by default they are accepted and flagged (signed false); false refuses them.
     pes_accept_unsigned: bool = True

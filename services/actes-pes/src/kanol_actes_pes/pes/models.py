@@ -181,6 +181,9 @@ class PesSignaturePublic(SQLModel):
     signer_serial: str
     signing_time: datetime
     trusted_chain: bool
+    revocation_checked: bool = Field(
+        default=False, description="Whether a revocation list covered every link of its chain"
+    )
 
 
 class PesFlowPublic(SQLModel):

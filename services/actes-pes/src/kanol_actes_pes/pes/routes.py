@@ -107,6 +107,7 @@ _FLOW_EXAMPLE: dict[str, Any] = {
             "signer_serial": "120612209071880369374275",
             "signing_time": "2024-03-12T09:09:14Z",
             "trusted_chain": True,
+            "revocation_checked": True,
         }
     ],
     "state": "refused",

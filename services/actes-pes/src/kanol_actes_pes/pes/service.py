@@ -267,6 +267,7 @@ def _signature_json(check: SignatureCheck) -> dict[str, Any]:
         "signer_sha256": check.signer_sha256,
         "signing_time": check.signing_time.isoformat(),
         "trusted_chain": check.trusted_chain,
+        "revocation_checked": check.revocation_checked,
     }
 
 

@@ -15,10 +15,14 @@ Checked here, with lxml and cryptography only (no xmlsec):
   signer's certificate's, and their ``SigningTime`` lies within its validity;
 - when trust anchors are configured, the certificate chains to one of them (through the
   certificates of ``KeyInfo``), each link valid at signing time. Without anchors, the
-  chain is not checked and the result says so (``trusted_chain`` false).
+  chain is not checked and the result says so (``trusted_chain`` false);
+- when revocation lists are configured (CRLs the operator refreshes from the authorities'
+  distribution points), no link of the chain was revoked at or before the signing time; a
+  certificate revoked later still vouches for what it signed before. The result says
+  whether a list signed by its issuer covered every link (``revocation_checked``).
 
-Not checked yet: revocation (CRL/OCSP): a certificate revoked before the signing
-time is accepted; the certificates' key usage and the signature policy are not checked.
+Not checked: OCSP (no responder can be reached from here), the certificates' key usage and
+the signature policy.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from lxml import etree
 
 from kanol_actes_pes.pes.errors import PesSignatureInvalid, PesSignerUntrusted
@@ -57,17 +61,20 @@ _BY_ID = etree.XPath("//*[@Id=$id]")
 
 @dataclass(frozen=True)
 class TrustAnchors:
-    """The certification authorities whose signers are trusted (empty: chain not checked)."""
+    """The certification authorities whose signers are trusted (empty: chain not checked),
+    and the revocation lists known of them and of their intermediates."""
 
     certificates: tuple[x509.Certificate, ...] = ()
+    revocation_lists: tuple[x509.CertificateRevocationList, ...] = ()
 
     @classmethod
     def from_pem(cls, pem: bytes) -> TrustAnchors:
         return cls(tuple(x509.load_pem_x509_certificates(pem)))
 
     @classmethod
-    def from_file(cls, path: Path | None) -> TrustAnchors:
-        return cls() if path is None else cls.from_pem(path.read_bytes())
+    def from_file(cls, path: Path | None, crl_paths: Sequence[Path] = ()) -> TrustAnchors:
+        certificates = () if path is None else cls.from_pem(path.read_bytes()).certificates
+        return cls(certificates, tuple(load_revocation_list(crl) for crl in crl_paths))
 
     @property
     def configured(self) -> bool:
@@ -85,6 +92,15 @@ class SignatureCheck:
     signer_sha256: str
     signing_time: datetime
     trusted_chain: bool
+    revocation_checked: bool = False
+
+
+def load_revocation_list(path: Path) -> x509.CertificateRevocationList:
+    """A CRL file, PEM or DER as the authorities publish them."""
+    data = path.read_bytes()
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return x509.load_pem_x509_crl(data)
+    return x509.load_der_x509_crl(data)
 
 
 def verify_signatures(
@@ -136,7 +152,8 @@ def _verify(
     signing_time = _signing_time(signature, properties, now)
     _check_cert_digest(signature, properties, signer)
     _check_valid_at(signature, signer, signing_time)
-    trusted = _check_chain(signer, certificates[1:], anchors, signing_time)
+    trusted, links = _check_chain(signer, certificates[1:], anchors, signing_time)
+    revocation_checked = _check_revocations(signature, links, anchors, signing_time)
 
     data_ids = tuple(i for i in signed_ids if i != properties.get("Id"))
     if not data_ids:
@@ -149,6 +166,7 @@ def _verify(
         signer_sha256=signer.fingerprint(hashes.SHA256()).hex(),
         signing_time=signing_time,
         trusted_chain=trusted,
+        revocation_checked=revocation_checked,
     )
 
 
@@ -326,25 +344,66 @@ def _check_chain(
     intermediates: Sequence[x509.Certificate],
     anchors: TrustAnchors,
     moment: datetime,
-) -> bool:
+) -> tuple[bool, list[tuple[x509.Certificate, x509.Certificate]]]:
+    """Whether the signer chains to a trusted authority (False when no anchors are
+    configured), and the links (certificate, its issuer) on the way; none for a signer
+    trusted as such."""
+    links: list[tuple[x509.Certificate, x509.Certificate]] = []
     if not anchors.configured:
-        return False
+        return False, links
     current = signer
     for _ in range(MAX_CHAIN):
         if current in anchors.certificates:
-            return True
+            return True, links
         issuer = _issuer_of(current, anchors.certificates) or _issuer_of(current, intermediates)
         if issuer is None:
             break
         if not issuer.not_valid_before_utc <= moment <= issuer.not_valid_after_utc:
             break
+        links.append((current, issuer))
         if issuer in anchors.certificates:
-            return True
+            return True, links
         current = issuer
     raise PesSignerUntrusted(
         f"The signer {signer.subject.rfc4514_string()} does not chain to a trusted authority"
         " valid at the signing time"
     )
+
+
+def _check_revocations(
+    signature: etree._Element,
+    links: Sequence[tuple[x509.Certificate, x509.Certificate]],
+    anchors: TrustAnchors,
+    moment: datetime,
+) -> bool:
+    """Refuse a link revoked at or before ``moment``; whether every link had a list."""
+    covered = bool(links)
+    for certificate, issuer in links:
+        lists = [
+            crl
+            for crl in anchors.revocation_lists
+            if crl.issuer == issuer.subject and _signed_by(crl, issuer)
+        ]
+        if not lists:
+            covered = False
+            continue
+        for crl in lists:
+            revoked = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
+            if revoked is not None and revoked.revocation_date_utc <= moment:
+                raise PesSignerUntrusted(
+                    f"Signature {signature.get('Id')}: the certificate of"
+                    f" {certificate.subject.rfc4514_string()} was revoked on"
+                    f" {revoked.revocation_date_utc.isoformat()}, before the signing time"
+                    f" {moment.isoformat()}"
+                )
+    return covered
+
+
+def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    key = issuer.public_key()
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        return False  # the keys RGS authorities sign with
+    return crl.is_signature_valid(key)
 
 
 def _issuer_of(

@@ -85,8 +85,30 @@ class TestPki:
         )
         return cls(ca_key, ca_certificate, signer_key, signer_certificate)
 
-    def anchors(self) -> TrustAnchors:
-        return TrustAnchors((self.ca_certificate,))
+    def anchors(
+        self, revocation_lists: tuple[x509.CertificateRevocationList, ...] = ()
+    ) -> TrustAnchors:
+        return TrustAnchors((self.ca_certificate,), revocation_lists)
+
+    def revocation_list(
+        self, revoked_at: datetime | None = None, *, signed_by: rsa.RSAPrivateKey | None = None
+    ) -> x509.CertificateRevocationList:
+        """The authority's CRL, revoking the signer at ``revoked_at`` (None: nobody)."""
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.ca_certificate.subject)
+            .last_update(now - timedelta(hours=1))
+            .next_update(now + timedelta(days=1))
+        )
+        if revoked_at is not None:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(self.signer_certificate.serial_number)
+                .revocation_date(revoked_at)
+                .build()
+            )
+        return builder.sign(signed_by or self.ca_key, hashes.SHA256())
 
     def ca_pem(self) -> bytes:
         return self.ca_certificate.public_bytes(serialization.Encoding.PEM)
