@@ -99,6 +99,9 @@ async def run(platform: Platform, rate: float, seconds: float) -> None:
     )
 
 
+UNCAPPED = "1000000"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=50.0, help="actes per second")
@@ -111,7 +114,14 @@ def main() -> None:
             for name in ("identity", "actes-pes", "archive")
         }
         with run_platform(
-            Path(folder), kafka_bootstrap=bootstrap, database_urls=databases, log_level="WARNING"
+            Path(folder),
+            kafka_bootstrap=bootstrap,
+            database_urls=databases,
+            log_level="WARNING",
+            # The bench measures the flow, not the prefecture's hourly cap (1000 on both
+            # sides by default), beyond which actes wait for the next hour.
+            prefecture_args=("--max-per-hour", UNCAPPED),
+            settings={"KANOL_PREFECTURE_MAX_PER_HOUR": UNCAPPED},
         ) as platform:
             asyncio.run(run(platform, arguments.rate, arguments.seconds))
 

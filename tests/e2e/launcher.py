@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -147,10 +147,12 @@ def run_platform(
     database_urls: dict[str, str],
     prefecture_args: tuple[str, ...] = (),
     log_level: str = "INFO",
+    settings: Mapping[str, str] | None = None,
 ) -> Iterator[Platform]:
     """Start the prefecture and Hélios simulators, identity, actes-pes, archive; stop on exit.
 
-    ``database_urls`` maps ``identity``, ``actes-pes`` and ``archive`` to their databases.
+    ``database_urls`` maps ``identity``, ``actes-pes`` and ``archive`` to their databases;
+    ``settings`` adds ``KANOL_*`` variables to every process.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     ports = {
@@ -182,6 +184,7 @@ def run_platform(
         "KANOL_TRUSTED_DOCUMENT_ORIGINS": json.dumps([urls["actes-pes"]]),
         "KANOL_ARCHIVE_CLIENT_ID": "e2e-archive",
         "KANOL_ARCHIVE_CLIENT_SECRET": archive_secret,
+        **(settings or {}),
     }
 
     def env_of(name: str) -> dict[str, str]:
