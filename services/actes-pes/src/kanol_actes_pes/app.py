@@ -29,6 +29,7 @@ from kanol_actes_pes.prefecture.port import PrefectureGateway
 from kanol_actes_pes.settings import ActesPesSettings
 from kanol_actes_pes.transmitter import Receiver, Transmitter
 from kanol_common.http import create_app as create_service_app
+from kanol_common.leadership import Leadership, run_while_leading
 from kanol_common.logging import get_logger
 from kanol_common.organisations import build_organisation_consumer
 from kanol_common.runtime import ServiceRuntime
@@ -85,10 +86,18 @@ def create_app(
         async with runtime.lifespan(app):
             tasks: list[asyncio.Task[None]] = []
             if settings.background_tasks:
+                # Every replica transmits and sends (each claim is a compare-and-set); one at
+                # a time reads the gateways' reply feeds and reports late work.
+                singular = [receiver.run, monitor.run, acquit_receiver.run]
+                singular += [retour_fetcher.run, pes_monitor.run]
+                leadership = Leadership(runtime.database, settings.service_name)
+                tasks.append(
+                    asyncio.create_task(
+                        run_while_leading(leadership, singular), name="actes-pes-leader"
+                    )
+                )
                 tasks.append(asyncio.create_task(transmitter.run(), name="actes-transmitter"))
-                tasks.append(asyncio.create_task(receiver.run(), name="actes-receiver"))
                 tasks.append(asyncio.create_task(sender.run(), name="actes-messages"))
-                tasks.append(asyncio.create_task(monitor.run(), name="actes-monitor"))
                 if settings.classification_request_at_start:
                     tasks.append(
                         asyncio.create_task(
@@ -97,9 +106,6 @@ def create_app(
                         )
                     )
                 tasks.append(asyncio.create_task(pes_transmitter.run(), name="pes-transmitter"))
-                tasks.append(asyncio.create_task(acquit_receiver.run(), name="pes-acquits"))
-                tasks.append(asyncio.create_task(retour_fetcher.run(), name="pes-retours"))
-                tasks.append(asyncio.create_task(pes_monitor.run(), name="pes-monitor"))
             try:
                 yield
             finally:
