@@ -12,7 +12,7 @@ import pytest
 from kanol_actes_pes.pes.helios.port import DepositReceipt, HeliosUnavailable
 from kanol_actes_pes.pes.models import PesFlow
 from kanol_actes_pes.pes.monitor import PesMonitor
-from kanol_common.envelope import decode, header_map
+from kanol_common.envelope import CloudEvent, decode, header_map
 from kanol_common.events.pes import (
     PesFlowAcknowledged,
     PesFlowAcquitOverdue,
@@ -28,6 +28,13 @@ async def posted(pes: Pes, content: bytes | None = None) -> str:
     response = await pes.post(content if content is not None else pes.flow())
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
+
+
+async def published(pes: Pes, kafka_bootstrap: str, count: int) -> list[CloudEvent]:
+    """The first ``count`` events of ``pes.events``, decoded."""
+    topic = f"{pes.settings.kafka_topic_prefix}pes.events"
+    records = await read_topic(kafka_bootstrap, topic, count=count)
+    return [decode(header_map(record.headers), record.value) for record in records]
 
 
 async def states(pes: Pes, flow_id: str) -> list[str]:
@@ -58,9 +65,7 @@ async def test_a_flow_is_deposited_acknowledged_and_announced(
     assert acquit.status_code == 200
     assert b"PES_ACQUIT" in acquit.content and b'<EtatAck V="1"/>' in acquit.content
 
-    topic = f"{pes.settings.kafka_topic_prefix}pes.events"
-    records = await read_topic(kafka_bootstrap, topic, count=3)
-    events = [decode(header_map(record.headers), record.value) for record in records]
+    events = await published(pes, kafka_bootstrap, 3)
     assert [event.type for event in events] == [
         "fr.kanol.pes.flow.submitted.v1",
         "fr.kanol.pes.flow.transmitted.v1",
@@ -100,11 +105,7 @@ async def test_a_refusing_acknowledgement_is_recorded_with_its_numbered_errors(
     assert {code for _, code in codes[2:]} == {"ERREUR_DOUBLON_PJ"}
     assert flow["acquit_errors"][1]["piece"] == "1303"
 
-    topic = f"{pes.settings.kafka_topic_prefix}pes.events"
-    events = [
-        decode(header_map(record.headers), record.value)
-        for record in await read_topic(kafka_bootstrap, topic, count=6)
-    ]
+    events = await published(pes, kafka_bootstrap, 6)
     [refused] = [event.data for event in events if isinstance(event.data, PesFlowRefused)]
     assert refused.flow_id == again
     assert [error.code for error in refused.errors][:1] == ["ERREUR_DOUBLON_BORDEREAU"]
@@ -233,9 +234,7 @@ async def test_a_flow_without_acknowledgement_past_the_delay_is_reported_once(
     assert flow["state"] == "transmitted" and flow["acquit_overdue"] is True
     assert [item["id"] for item in overdue.json()["items"]] == [flow_id]
     assert counts == counts_again == (1, 0)
-    topic = f"{pes.settings.kafka_topic_prefix}pes.events"
-    records = await read_topic(kafka_bootstrap, topic, count=3)
-    events = [decode(header_map(record.headers), record.value) for record in records]
+    events = await published(pes, kafka_bootstrap, 3)
     assert [event.type for event in events] == [
         "fr.kanol.pes.flow.submitted.v1",
         "fr.kanol.pes.flow.transmitted.v1",
@@ -262,9 +261,7 @@ async def test_a_flow_helios_does_not_take_is_reported_stuck_once(
 
     assert (await pes.get(flow_id))["state"] == "transmitting"
     assert counts == counts_again == (0, 1)
-    topic = f"{pes.settings.kafka_topic_prefix}pes.events"
-    records = await read_topic(kafka_bootstrap, topic, count=2)
-    events = [decode(header_map(record.headers), record.value) for record in records]
+    events = await published(pes, kafka_bootstrap, 2)
     assert [event.type for event in events] == [
         "fr.kanol.pes.flow.submitted.v1",
         "fr.kanol.pes.flow.transmission_stuck.v1",
