@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from kanol_common.db import Database
@@ -34,8 +35,10 @@ async def test_one_replica_leads_until_it_releases(database: Database) -> None:
     assert await second.hold()
     assert not await first.hold()
 
+    assert REGISTRY.get_sample_value("kanol_leading", {"chores": "another-service"}) == 1
     await second.release()
     await other_chores.release()
+    assert REGISTRY.get_sample_value("kanol_leading", {"chores": "another-service"}) == 0
 
 
 async def test_a_leader_that_loses_its_connection_is_replaced(database: Database) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kanol_common.db import Database
 from kanol_common.logging import get_logger
+from kanol_common.metrics import LEADING
 
 log = get_logger(__name__)
 
@@ -44,6 +45,11 @@ class Leadership:
 
     async def hold(self) -> bool:
         """Lead if nobody does, or check that this replica still does; whether it leads."""
+        leading = await self._hold()
+        LEADING.labels(self.name).set(1 if leading else 0)
+        return leading
+
+    async def _hold(self) -> bool:
         if self.database.is_sqlite:
             return True
         if self._connection is not None:
@@ -58,6 +64,7 @@ class Leadership:
 
     async def release(self) -> None:
         """Stop leading (the lock goes with the connection)."""
+        LEADING.labels(self.name).set(0)
         if self._connection is not None:
             log.info("leadership.released", name=self.name)
             await self._close()

@@ -24,3 +24,8 @@ HANDLER_LATENCY = Histogram(
 OUTBOX_BACKLOG = Gauge("kanol_outbox_backlog", "Outbox rows not yet published")
 CONSUMER_LAG = Gauge("kanol_consumer_lag", "Records behind the end of a partition", ["group"])
 DLQ_MESSAGES = Counter("kanol_dlq_messages_total", "Messages parked on a DLQ", ["group"])
+LEADING = Gauge(
+    "kanol_leading",
+    "1 while this replica leads the named singular chores (kanol_common.leadership), else 0",
+    ["chores"],
+)
