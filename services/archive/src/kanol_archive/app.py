@@ -9,10 +9,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from kanol_archive import logbook, retention, routes, transfers
+from kanol_archive import logbook, pending, retention, routes, transfers
 from kanol_archive.consumers import build_consumer
 from kanol_archive.documents import DOCUMENTS_SCOPE, DocumentFetcher
 from kanol_archive.logbook import Logbook
+from kanol_archive.pending import PendingTransfers
 from kanol_archive.retention import RetentionRules
 from kanol_archive.seda.schema import load_schemas
 from kanol_archive.settings import ArchiveSettings
@@ -49,6 +50,12 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
     )
     # identity's organisations and subscriptions, for require_subscription on the routes.
     build_organisation_consumer(runtime)
+    pending_transfers = PendingTransfers(
+        runtime.database,
+        store,
+        settings.spool_dir(),
+        transfers.package_check(store, settings, journal=Logbook(), rules=retention_rules),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,8 +68,13 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
             async with runtime.lifespan(app):
                 async with runtime.database.session() as session:
                     await retention_rules.load(session)
-                async with _trust_tasks(settings, runtime, store, retention_rules):
-                    yield
+                checking = asyncio.create_task(pending_transfers.run(), name="pending-transfers")
+                try:
+                    async with _trust_tasks(settings, runtime, store, retention_rules):
+                        yield
+                finally:
+                    checking.cancel()
+                    await asyncio.gather(checking, return_exceptions=True)
         finally:
             await fetcher.close()
             await store.close()
@@ -73,6 +85,7 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
         description="The regional electronic archive: archives, their objects and fingerprints.",
         routers=[
             routes.router,
+            pending.router,
             transfers.router,
             routes.rules_router,
             routes.eliminations_router,
@@ -84,6 +97,7 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
     app.state.document_fetcher = fetcher
     app.state.retention_rules = retention_rules
     app.state.logbook = Logbook()
+    app.state.pending_transfers = pending_transfers
     return app
 
 

@@ -5,11 +5,14 @@
 ``ArchiveTransferReply`` (ATR): 201 and OK once every object is checked and stored, 422
 and KO with every reason otherwise. The body is spooled to disk as it arrives and every
 file is read as a stream, so a large package never sits in memory. A refused transfer
-leaves nothing behind but its entry in the logbook and a ``TransferRejected`` event.
+leaves nothing behind but its entry in the logbook and a ``TransferRejected`` event. With
+``Prefer: respond-async`` a ZIP is answered 202 at once and checked afterwards
+(:mod:`kanol_archive.pending`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import tempfile
@@ -30,6 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
+from kanol_archive import pending
 from kanol_archive.logbook import Logbook
 from kanol_archive.models import Archive, ArchiveObject
 from kanol_archive.repository import ArchiveRepository
@@ -527,6 +531,8 @@ async def submit_transfer(
             "Send a ZIP (application/zip) or multipart/form-data with a 'manifest' part."
         )
     _check_announced_length(request, settings.transfer_max_bytes)
+    if media_type in ZIP_MEDIA_TYPES and pending.prefers_async(request):
+        return await _accept_async(request, caller, transfers, idempotency_key)
 
     spool_dir = settings.spool_dir()
     spool_dir.mkdir(parents=True, exist_ok=True)
@@ -566,6 +572,70 @@ async def submit_transfer(
     )
     remember(session, scope, idempotency_key, received.fingerprint, response)
     return await commit_or_replay(session, scope, idempotency_key, received.fingerprint, response)
+
+
+async def _accept_async(
+    request: Request,
+    caller: Caller,
+    transfers: TransferService,
+    idempotency_key: str | None,
+) -> Response:
+    """Spool the ZIP, record it pending and answer 202; the worker checks it later."""
+    settings = transfers.settings
+    pending_id = uuid.uuid4()
+    spool = pending.spool_of(settings.spool_dir(), pending_id)
+    await anyio.to_thread.run_sync(functools.partial(spool.mkdir, parents=True))
+    try:
+        fingerprint = await _spool_body(
+            request, spool / pending.PACKAGE_NAME, settings.transfer_max_bytes
+        )
+        session = transfers.session
+        scope = scope_of(caller.siren, caller.client_id)
+        replayed = await replay(session, scope, idempotency_key, fingerprint)
+        if replayed is not None:
+            await anyio.to_thread.run_sync(_remove_spool, spool)
+            return replayed
+        row = await pending.record(session, caller, pending_id, datetime.now(UTC))
+        response = pending.accepted_response(row)
+        remember(session, scope, idempotency_key, fingerprint, response)
+        response = await commit_or_replay(session, scope, idempotency_key, fingerprint, response)
+    except BaseException:
+        await anyio.to_thread.run_sync(_remove_spool, spool)
+        raise
+    if response.headers.get("location") != f"/v1/transfers/pending/{pending_id}":
+        # Another request under the same key committed first: this spool serves nobody.
+        await anyio.to_thread.run_sync(_remove_spool, spool)
+    worker: pending.PendingTransfers | None = getattr(request.app.state, "pending_transfers", None)
+    if worker is not None:
+        worker.wake()
+    return response
+
+
+def package_check(
+    store: ObjectStore,
+    settings: ArchiveSettings,
+    *,
+    journal: DepositJournal | None = None,
+    rules: RuleSource | None = None,
+) -> pending.PackageCheck:
+    """What the pending transfers' worker runs on each spooled ZIP: the synchronous path."""
+
+    async def check(session: AsyncSession, path: Path, caller: Caller) -> pending.Checked:
+        transfers = TransferService(session, store, settings, journal=journal, rules=rules)
+        async with AsyncExitStack() as stack:
+            try:
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                package = open_zip(archive, _limits(settings))
+            except PackageRefused as exc:
+                outcome = await _refuse_container(transfers, caller, exc.reasons)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError) as e:
+                reason = f"the body is not a usable ZIP: {e}"
+                outcome = await _refuse_container(transfers, caller, [reason])
+            else:
+                outcome = await transfers.ingest(package, caller)
+        return pending.Checked(outcome.status, outcome.reply, outcome.archive_id)
+
+    return check
 
 
 def _new_spool(spool_dir: Path) -> str:

@@ -1,0 +1,327 @@
+"""Transfers checked after the answer: ``POST /v1/transfers`` with ``Prefer: respond-async``.
+
+A package of several gigabytes takes minutes to hash and store; a proxy or the sender's
+HTTP client may give up before the ATR comes. With ``Prefer: respond-async`` (RFC 7240) a
+ZIP package is spooled to disk, recorded as a pending transfer and answered at once with
+202 and the address of its status; a worker then checks and stores it exactly as a
+synchronous transfer, and keeps its ATR (OK or KO) for the sender to fetch. The spool and
+the row outlive a crash: a transfer a replica was checking when it stopped is taken up
+again once its lease has passed. A multipart body, read by the request itself, is always
+answered synchronously (the preference is not applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Final, Protocol
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Column, DateTime, Integer, String, Text, update
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from kanol_common.auth import Caller, require_scopes
+from kanol_common.db import Database, UtcDateTime
+from kanol_common.errors import Conflict, NotFound
+from kanol_common.logging import get_logger
+from kanol_common.runtime import DatabaseSession
+from kanol_common.storage import ObjectStore
+
+log = get_logger(__name__)
+
+RESPOND_ASYNC: Final = "respond-async"
+RECEIVED: Final = "received"
+CHECKING: Final = "checking"
+DONE: Final = "done"
+# A replica that claimed a transfer and went silent this long is taken to have stopped.
+LEASE: Final = timedelta(minutes=30)
+POLL_SECONDS: Final = 5.0
+PACKAGE_NAME: Final = "package.zip"
+
+
+class PendingTransfer(SQLModel, table=True):
+    """A transfer received with ``respond-async``: where its check stands, then its answer."""
+
+    __tablename__ = "pending_transfer"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    siren: str = Field(sa_column=Column(String(9), nullable=False, index=True))
+    client_id: str = Field(sa_column=Column(String(255), nullable=False))
+    state: str = Field(sa_column=Column(String(16), nullable=False, index=True))
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    claimed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # The HTTP status the synchronous answer would have had: 201, 200 (sent again) or 422.
+    status: int | None = Field(default=None, sa_column=Column(Integer))
+    reply_sha256: str | None = Field(default=None, sa_column=Column(String(64)))
+    archive_id: uuid.UUID | None = Field(default=None)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class PendingTransferPublic(SQLModel):
+    id: uuid.UUID
+    state: str = Field(description="received, checking, then done")
+    received_at: UtcDateTime
+    finished_at: UtcDateTime | None = None
+    status: int | None = Field(
+        default=None, description="Once done: 201 archived, 200 sent before, 422 refused"
+    )
+    archive_id: uuid.UUID | None = None
+    reply_url: str | None = Field(default=None, description="The ATR, once done")
+
+
+def public(pending: PendingTransfer) -> PendingTransferPublic:
+    done = pending.state == DONE
+    return PendingTransferPublic(
+        id=pending.id,
+        state=pending.state,
+        received_at=pending.received_at,
+        finished_at=pending.finished_at,
+        status=pending.status,
+        archive_id=pending.archive_id,
+        reply_url=f"/v1/transfers/pending/{pending.id}/reply" if done else None,
+    )
+
+
+def prefers_async(request: Request) -> bool:
+    """Whether the request's ``Prefer`` header asks for ``respond-async`` (RFC 7240)."""
+    preferences = ",".join(request.headers.getlist("prefer"))
+    return any(
+        item.split(";", 1)[0].strip().lower() == RESPOND_ASYNC for item in preferences.split(",")
+    )
+
+
+def spool_of(spool_dir: Path, pending_id: uuid.UUID) -> Path:
+    return spool_dir / "pending" / str(pending_id)
+
+
+async def record(
+    session: AsyncSession, caller: Caller, pending_id: uuid.UUID, now: datetime
+) -> PendingTransfer:
+    """The pending transfer's row (the caller commits it with the 202)."""
+    pending = PendingTransfer(
+        id=pending_id,
+        siren=caller.siren,
+        client_id=caller.client_id,
+        state=RECEIVED,
+        received_at=now,
+    )
+    session.add(pending)
+    await session.flush()
+    log.info("transfer.pending", tenant=caller.siren, pending_id=str(pending_id))
+    return pending
+
+
+def accepted_response(pending: PendingTransfer) -> Response:
+    location = f"/v1/transfers/pending/{pending.id}"
+    body = public(pending).model_dump(mode="json", exclude_none=True)
+    headers = {"Location": location, "Preference-Applied": RESPOND_ASYNC}
+    return JSONResponse(body, status_code=202, headers=headers)
+
+
+# -- the worker ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a synchronous transfer would have answered."""
+
+    status: int
+    reply: bytes
+    archive_id: uuid.UUID | None
+
+
+class PackageCheck(Protocol):
+    """Checks and deposits (or refuses) the spooled ZIP at ``path`` in ``session``."""
+
+    async def __call__(self, session: AsyncSession, path: Path, caller: Caller) -> Checked: ...
+
+
+@dataclass
+class PendingTransfers:
+    """Checks the pending transfers, oldest first; every replica may run one."""
+
+    database: Database
+    store: ObjectStore
+    spool_dir: Path
+    check: PackageCheck
+
+    def __post_init__(self) -> None:
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                while await self.run_once():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("transfer.pending_turn_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
+            self._wakeup.clear()
+
+    async def run_once(self) -> bool:
+        """Check the oldest transfer waiting (or left by a stopped replica); whether one was."""
+        pending = await self._claim()
+        if pending is None:
+            return False
+        try:
+            await self._process(pending)
+        except Exception as exc:
+            # The claim stays: another turn takes the transfer up again once the lease has
+            # passed; meanwhile the operator sees why in the row and the log.
+            await self._note_error(pending.id, f"{type(exc).__name__}: {exc}")
+            raise
+        return True
+
+    async def _note_error(self, pending_id: uuid.UUID, error: str) -> None:
+        with contextlib.suppress(Exception):
+            async with self.database.session() as session:
+                await session.exec(
+                    update(PendingTransfer)
+                    .where(col(PendingTransfer.id) == pending_id)
+                    .values(error=error[:2000])
+                )
+                await session.commit()
+
+    async def _claim(self) -> PendingTransfer | None:
+        now = _now()
+        async with self.database.session() as session:
+            query = (
+                select(PendingTransfer)
+                .where(
+                    (col(PendingTransfer.state) == RECEIVED)
+                    | (
+                        (col(PendingTransfer.state) == CHECKING)
+                        & (col(PendingTransfer.claimed_at) < now - LEASE)
+                    )
+                )
+                .order_by(col(PendingTransfer.received_at))
+                .limit(1)
+            )
+            candidate = (await session.exec(query)).first()
+            if candidate is None:
+                return None
+            # A compare-and-set on what was read: another replica's claim makes it miss.
+            claimed = await session.exec(
+                update(PendingTransfer)
+                .where(
+                    col(PendingTransfer.id) == candidate.id,
+                    col(PendingTransfer.state) == candidate.state,
+                    col(PendingTransfer.claimed_at).is_(None)
+                    if candidate.claimed_at is None
+                    else col(PendingTransfer.claimed_at) == candidate.claimed_at,
+                )
+                .values(state=CHECKING, claimed_at=now)
+            )
+            await session.commit()
+            if claimed.rowcount != 1:
+                return None
+            candidate.state, candidate.claimed_at = CHECKING, now
+            return candidate
+
+    async def _process(self, pending: PendingTransfer) -> None:
+        spool = spool_of(self.spool_dir, pending.id)
+        caller = Caller(
+            client_id=pending.client_id,
+            siren=pending.siren,
+            scopes=frozenset(),
+            token_id=f"pending-{pending.id}",
+        )
+        async with self.database.session() as session:
+            checked = await self.check(session, spool / PACKAGE_NAME, caller)
+            stored = await self.store.put(checked.reply)
+            await session.exec(
+                update(PendingTransfer)
+                .where(col(PendingTransfer.id) == pending.id)
+                .values(
+                    state=DONE,
+                    finished_at=_now(),
+                    status=checked.status,
+                    reply_sha256=stored.sha256,
+                    archive_id=checked.archive_id,
+                )
+            )
+            await session.commit()
+        await anyio.to_thread.run_sync(shutil.rmtree, spool, True)
+        log.info(
+            "transfer.pending_done",
+            tenant=pending.siren,
+            pending_id=str(pending.id),
+            status=checked.status,
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- the status and the answer -------------------------------------------------------------
+
+
+class PendingTransferNotFound(NotFound):
+    type_slug = "pending-transfer-not-found"
+    title = "No such pending transfer"
+
+
+class PendingTransferNotDone(Conflict):
+    type_slug = "pending-transfer-not-done"
+    title = "The transfer is still being checked"
+
+
+router = APIRouter(prefix="/v1/transfers/pending", tags=["transfers"])
+Sender = Annotated[Caller, Depends(require_scopes("archive:write"))]
+
+
+async def _owned(session: AsyncSession, caller: Caller, pending_id: uuid.UUID) -> PendingTransfer:
+    pending = await session.get(PendingTransfer, pending_id)
+    if pending is None or pending.siren != caller.siren:
+        raise PendingTransferNotFound(f"No pending transfer {pending_id} for this organisation.")
+    return pending
+
+
+@router.get(
+    "/{pending_id}",
+    response_model=PendingTransferPublic,
+    response_model_exclude_none=True,
+    summary="Where a transfer sent with Prefer: respond-async stands",
+)
+async def get_pending(
+    pending_id: uuid.UUID, caller: Sender, session: DatabaseSession
+) -> PendingTransferPublic:
+    return public(await _owned(session, caller, pending_id))
+
+
+@router.get(
+    "/{pending_id}/reply",
+    summary="The ATR of a transfer sent with Prefer: respond-async, once checked",
+    response_class=Response,
+    responses={
+        200: {"description": "The ATR, OK or KO", "content": {"application/xml": {}}},
+        409: {"description": "Still being checked"},
+    },
+)
+async def get_pending_reply(
+    pending_id: uuid.UUID, caller: Sender, session: DatabaseSession, request: Request
+) -> Response:
+    pending = await _owned(session, caller, pending_id)
+    if pending.state != DONE or pending.reply_sha256 is None:
+        raise PendingTransferNotDone(
+            f"The transfer {pending_id} is {pending.state}; ask again in a moment."
+        )
+    store: ObjectStore = request.app.state.object_store
+    reply = await store.get(pending.reply_sha256)
+    return Response(reply, media_type="application/xml")

@@ -1,0 +1,184 @@
+"""POST /v1/transfers with ``Prefer: respond-async``: a ZIP answered 202 at once, checked
+afterwards, its ATR kept for the sender; multipart stays synchronous."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from kanol_archive import pending
+from kanol_archive.pending import PendingTransfer, PendingTransfers
+from kanol_archive.settings import ArchiveSettings
+from kanol_common.runtime import ServiceRuntime
+from kanol_common.testing.auth import TokenFactory
+from kanol_common.testing.delivery import wait_until
+
+from .conftest import OTHER_SIREN, SIREN, bearer
+from .seda_samples import description, manifest, with_digest, zip_package
+from .test_transfers import SCOPES, _count_archives, _files, _message_id, _reply
+
+pytestmark = pytest.mark.usefixtures("archive_app")
+
+ASYNC = {"Prefer": "respond-async", "Content-Type": "application/zip"}
+
+
+async def _post_async(
+    api: httpx.AsyncClient, tokens: TokenFactory, body: bytes, **headers: str
+) -> httpx.Response:
+    sent = {**bearer(tokens, SIREN, SCOPES), **ASYNC, **headers}
+    return await api.post("/v1/transfers", content=body, headers=sent)
+
+
+async def _done(api: httpx.AsyncClient, tokens: TokenFactory, location: str) -> dict[str, Any]:
+    status: dict[str, Any] = {}
+
+    async def finished() -> bool:
+        nonlocal status
+        response = await api.get(location, headers=bearer(tokens, SIREN, SCOPES))
+        assert response.status_code == 200, response.text
+        status = response.json()
+        return status["state"] == pending.DONE
+
+    await wait_until(finished, wait_seconds=20, what="the pending transfer checked")
+    return status
+
+
+async def test_a_zip_is_answered_202_then_archived_with_its_atr_kept(
+    api: httpx.AsyncClient, tokens: TokenFactory, archive_settings: ArchiveSettings
+) -> None:
+    files = _files()
+    sent = manifest(description(files, siren=SIREN, message_identifier=_message_id()))
+
+    accepted = await _post_async(api, tokens, zip_package(sent, files))
+
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.headers["preference-applied"] == "respond-async"
+    location = accepted.headers["location"]
+    assert location.startswith("/v1/transfers/pending/")
+    status = await _done(api, tokens, location)
+    assert status["status"] == 201 and status["archive_id"]
+    reply = await api.get(status["reply_url"], headers=bearer(tokens, SIREN, SCOPES))
+    assert _reply(reply)[0] == "OK"
+    archived = await api.get(f"/v1/archives/{status['archive_id']}", headers=bearer(tokens, SIREN))
+    assert archived.status_code == 200
+    spool = pending.spool_of(archive_settings.spool_dir(), uuid.UUID(location.rsplit("/")[-1]))
+    assert not spool.exists()  # the package left the spool once stored
+
+
+async def test_a_bad_package_is_refused_afterwards_with_every_reason(
+    archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    files = _files()
+    described = with_digest(description(files, siren=SIREN), 0, "0" * 128)
+    before = await _count_archives(archive_app)
+
+    accepted = await _post_async(api, tokens, zip_package(manifest(described), files))
+    status = await _done(api, tokens, accepted.headers["location"])
+
+    assert status["status"] == 422 and "archive_id" not in status
+    reply = await api.get(status["reply_url"], headers=bearer(tokens, SIREN, SCOPES))
+    code, events, _ = _reply(reply)
+    assert code == "KO"
+    assert any(type_code == "CHECK_DIGEST" and outcome == "KO" for type_code, outcome, _ in events)
+    assert await _count_archives(archive_app) == before
+
+
+async def test_not_a_zip_is_refused_afterwards(
+    api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    accepted = await _post_async(api, tokens, b"this is no ZIP at all")
+    status = await _done(api, tokens, accepted.headers["location"])
+
+    assert status["status"] == 422
+    reply = await api.get(status["reply_url"], headers=bearer(tokens, SIREN, SCOPES))
+    assert "not a usable ZIP" in reply.text
+
+
+async def test_the_same_key_answers_the_same_202(
+    api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    files = _files()
+    described = description(files, siren=SIREN, message_identifier=_message_id())
+    body = zip_package(manifest(described), files)
+    key = uuid.uuid4().hex
+
+    once = await _post_async(api, tokens, body, **{"Idempotency-Key": key})
+    twice = await _post_async(api, tokens, body, **{"Idempotency-Key": key})
+
+    assert once.status_code == twice.status_code == 202
+    assert twice.headers["location"] == once.headers["location"]
+    assert twice.headers["idempotency-replayed"] == "true"
+    assert (await _done(api, tokens, once.headers["location"]))["status"] == 201
+
+
+async def test_another_organisation_sees_no_pending_transfer(
+    api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    files = _files()
+    accepted = await _post_async(
+        api, tokens, zip_package(manifest(description(files, siren=SIREN)), files)
+    )
+    location = accepted.headers["location"]
+
+    theirs = await api.get(location, headers=bearer(tokens, OTHER_SIREN, SCOPES))
+    their_reply = await api.get(f"{location}/reply", headers=bearer(tokens, OTHER_SIREN, SCOPES))
+
+    assert theirs.status_code == their_reply.status_code == 404
+    assert theirs.json()["type"].endswith("/pending-transfer-not-found")
+
+
+async def test_multipart_stays_synchronous(api: httpx.AsyncClient, tokens: TokenFactory) -> None:
+    files = _files()
+    sent = manifest(description(files, siren=SIREN, message_identifier=_message_id()))
+    parts = [("manifest", ("manifest.xml", sent, "application/xml"))]
+    parts += [("file", (path, content, "application/pdf")) for path, content in files.items()]
+
+    response = await api.post(
+        "/v1/transfers",
+        files=parts,
+        headers={**bearer(tokens, SIREN, SCOPES), "Prefer": "respond-async"},
+    )
+
+    assert response.status_code == 201, response.text
+    assert "preference-applied" not in response.headers
+
+
+async def test_a_transfer_left_by_a_stopped_replica_is_taken_up(
+    archive_app: FastAPI,
+    api: httpx.AsyncClient,
+    tokens: TokenFactory,
+    archive_settings: ArchiveSettings,
+) -> None:
+    # What a replica that stopped while checking leaves: the spooled package, and its claim.
+    files = _files()
+    described = description(files, siren=SIREN, message_identifier=_message_id())
+    pending_id = uuid.uuid4()
+    spool = pending.spool_of(archive_settings.spool_dir(), pending_id)
+    spool.mkdir(parents=True)
+    (spool / pending.PACKAGE_NAME).write_bytes(zip_package(manifest(described), files))
+    long_ago = datetime.now(UTC) - pending.LEASE - timedelta(seconds=1)
+    runtime: ServiceRuntime = archive_app.state.runtime
+    async with runtime.database.session() as session:
+        session.add(
+            PendingTransfer(
+                id=pending_id,
+                siren=SIREN,
+                client_id="ged-sync",
+                state=pending.CHECKING,
+                received_at=long_ago,
+                claimed_at=long_ago,
+            )
+        )
+        await session.commit()
+
+    worker: PendingTransfers = archive_app.state.pending_transfers
+    worker.wake()
+
+    status = await _done(api, tokens, f"/v1/transfers/pending/{pending_id}")
+    assert status["status"] == 201
+    assert not spool.exists()
