@@ -15,6 +15,7 @@ from kanol_archive import pending
 from kanol_archive.pending import PendingTransfer, PendingTransfers
 from kanol_archive.settings import ArchiveSettings
 from kanol_common.runtime import ServiceRuntime
+from kanol_common.storage import ObjectStore
 from kanol_common.testing.auth import TokenFactory
 from kanol_common.testing.delivery import wait_until
 
@@ -49,7 +50,10 @@ async def _done(api: httpx.AsyncClient, tokens: TokenFactory, location: str) -> 
 
 
 async def test_a_zip_is_answered_202_then_archived_with_its_atr_kept(
-    api: httpx.AsyncClient, tokens: TokenFactory, archive_settings: ArchiveSettings
+    archive_app: FastAPI,
+    api: httpx.AsyncClient,
+    tokens: TokenFactory,
+    archive_settings: ArchiveSettings,
 ) -> None:
     files = _files()
     sent = manifest(description(files, siren=SIREN, message_identifier=_message_id()))
@@ -66,8 +70,12 @@ async def test_a_zip_is_answered_202_then_archived_with_its_atr_kept(
     assert _reply(reply)[0] == "OK"
     archived = await api.get(f"/v1/archives/{status['archive_id']}", headers=bearer(tokens, SIREN))
     assert archived.status_code == 200
-    spool = pending.spool_of(archive_settings.spool_dir(), uuid.UUID(location.rsplit("/")[-1]))
-    assert not spool.exists()  # the package left the spool once stored
+    row = await _row(archive_app, uuid.UUID(location.rsplit("/")[-1]))
+    store: ObjectStore = archive_app.state.object_store
+    assert not await store.exists(row.package_sha256)  # the package left once checked
+    assert [
+        p for p in archive_settings.spool_dir().iterdir() if p.name.startswith("pending-")
+    ] == []
 
 
 async def test_a_bad_package_is_refused_afterwards_with_every_reason(
@@ -148,37 +156,56 @@ async def test_multipart_stays_synchronous(api: httpx.AsyncClient, tokens: Token
     assert "preference-applied" not in response.headers
 
 
+async def _row(app: FastAPI, pending_id: uuid.UUID) -> PendingTransfer:
+    runtime: ServiceRuntime = app.state.runtime
+    async with runtime.database.session() as session:
+        row = await session.get(PendingTransfer, pending_id)
+    assert row is not None
+    return row
+
+
+async def _left_by_a_stopped_replica(app: FastAPI, package_sha256: str) -> uuid.UUID:
+    """A row claimed long ago by a replica that stopped while checking it."""
+    long_ago = datetime.now(UTC) - pending.LEASE - timedelta(seconds=1)
+    row = PendingTransfer(
+        siren=SIREN,
+        client_id="ged-sync",
+        state=pending.CHECKING,
+        received_at=long_ago,
+        claimed_at=long_ago,
+        package_sha256=package_sha256,
+    )
+    runtime: ServiceRuntime = app.state.runtime
+    async with runtime.database.session() as session:
+        session.add(row)
+        await session.commit()
+    worker: PendingTransfers = app.state.pending_transfers
+    worker.wake()
+    return row.id
+
+
 async def test_a_transfer_left_by_a_stopped_replica_is_taken_up(
-    archive_app: FastAPI,
-    api: httpx.AsyncClient,
-    tokens: TokenFactory,
-    archive_settings: ArchiveSettings,
+    archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory
 ) -> None:
-    # What a replica that stopped while checking leaves: the spooled package, and its claim.
     files = _files()
     described = description(files, siren=SIREN, message_identifier=_message_id())
-    pending_id = uuid.uuid4()
-    spool = pending.spool_of(archive_settings.spool_dir(), pending_id)
-    spool.mkdir(parents=True)
-    (spool / pending.PACKAGE_NAME).write_bytes(zip_package(manifest(described), files))
-    long_ago = datetime.now(UTC) - pending.LEASE - timedelta(seconds=1)
-    runtime: ServiceRuntime = archive_app.state.runtime
-    async with runtime.database.session() as session:
-        session.add(
-            PendingTransfer(
-                id=pending_id,
-                siren=SIREN,
-                client_id="ged-sync",
-                state=pending.CHECKING,
-                received_at=long_ago,
-                claimed_at=long_ago,
-            )
-        )
-        await session.commit()
+    store: ObjectStore = archive_app.state.object_store
+    package = await store.put(zip_package(manifest(described), files))
 
-    worker: PendingTransfers = archive_app.state.pending_transfers
-    worker.wake()
+    pending_id = await _left_by_a_stopped_replica(archive_app, package.sha256)
 
     status = await _done(api, tokens, f"/v1/transfers/pending/{pending_id}")
     assert status["status"] == 201
-    assert not spool.exists()
+    assert not await store.exists(package.sha256)
+
+
+async def test_a_package_lost_meanwhile_is_refused_with_a_reason(
+    archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    pending_id = await _left_by_a_stopped_replica(archive_app, "0" * 64)
+
+    status = await _done(api, tokens, f"/v1/transfers/pending/{pending_id}")
+
+    assert status["status"] == 422
+    reply = await api.get(status["reply_url"], headers=bearer(tokens, SIREN, SCOPES))
+    assert "send it again" in reply.text

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("status", sa.Integer(), nullable=True),
+        sa.Column("package_sha256", sa.String(64), nullable=False),
         sa.Column("reply_sha256", sa.String(64), nullable=True),
         sa.Column("archive_id", sa.Uuid(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),

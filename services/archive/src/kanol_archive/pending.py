@@ -4,17 +4,18 @@ A package of several gigabytes takes minutes to hash and store; a proxy or the s
 HTTP client may give up before the ATR comes. With ``Prefer: respond-async`` (RFC 7240) a
 ZIP package is spooled to disk, recorded as a pending transfer and answered at once with
 202 and the address of its status; a worker then checks and stores it exactly as a
-synchronous transfer, and keeps its ATR (OK or KO) for the sender to fetch. The spool and
-the row outlive a crash: a transfer a replica was checking when it stopped is taken up
-again once its lease has passed. A multipart body, read by the request itself, is always
-answered synchronously (the preference is not applied).
+synchronous transfer, and keeps its ATR (OK or KO) for the sender to fetch. The package
+waits in the object store, not on the receiving replica's disk, so any replica may check
+it, and the row and the package outlive a crash: a transfer a replica was checking when it
+stopped is taken up again once its lease has passed. A multipart body, read by the request
+itself, is always answered synchronously (the preference is not applied).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,7 @@ from kanol_common.db import Database, UtcDateTime
 from kanol_common.errors import Conflict, NotFound
 from kanol_common.logging import get_logger
 from kanol_common.runtime import DatabaseSession
-from kanol_common.storage import ObjectStore
+from kanol_common.storage import ObjectNotFound, ObjectStore
 
 log = get_logger(__name__)
 
@@ -61,6 +62,8 @@ class PendingTransfer(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     # The HTTP status the synchronous answer would have had: 201, 200 (sent again) or 422.
     status: int | None = Field(default=None, sa_column=Column(Integer))
+    # The ZIP, in the object store until it is checked.
+    package_sha256: str = Field(sa_column=Column(String(64), nullable=False))
     reply_sha256: str | None = Field(default=None, sa_column=Column(String(64)))
     archive_id: uuid.UUID | None = Field(default=None)
     error: str | None = Field(default=None, sa_column=Column(Text))
@@ -99,24 +102,20 @@ def prefers_async(request: Request) -> bool:
     )
 
 
-def spool_of(spool_dir: Path, pending_id: uuid.UUID) -> Path:
-    return spool_dir / "pending" / str(pending_id)
-
-
 async def record(
-    session: AsyncSession, caller: Caller, pending_id: uuid.UUID, now: datetime
+    session: AsyncSession, caller: Caller, package_sha256: str, now: datetime
 ) -> PendingTransfer:
     """The pending transfer's row (the caller commits it with the 202)."""
     pending = PendingTransfer(
-        id=pending_id,
         siren=caller.siren,
         client_id=caller.client_id,
         state=RECEIVED,
         received_at=now,
+        package_sha256=package_sha256,
     )
     session.add(pending)
     await session.flush()
-    log.info("transfer.pending", tenant=caller.siren, pending_id=str(pending_id))
+    log.info("transfer.pending", tenant=caller.siren, pending_id=str(pending.id))
     return pending
 
 
@@ -187,6 +186,17 @@ class PendingTransfers:
             raise
         return True
 
+    async def _fetch(self, sha256: str, path: Path) -> None:
+        await _fetch_into(self.store, sha256, path)
+
+    async def _forget_package(self, session: AsyncSession, sha256: str) -> None:
+        """Remove the package from the store unless another waiting transfer is the same."""
+        query = select(PendingTransfer.id).where(
+            PendingTransfer.package_sha256 == sha256, PendingTransfer.state != DONE
+        )
+        if (await session.exec(query)).first() is None:
+            await self.store.delete(sha256)
+
     async def _note_error(self, pending_id: uuid.UUID, error: str) -> None:
         with contextlib.suppress(Exception):
             async with self.database.session() as session:
@@ -234,15 +244,18 @@ class PendingTransfers:
             return candidate
 
     async def _process(self, pending: PendingTransfer) -> None:
-        spool = spool_of(self.spool_dir, pending.id)
         caller = Caller(
             client_id=pending.client_id,
             siren=pending.siren,
             scopes=frozenset(),
             token_id=f"pending-{pending.id}",
         )
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
         async with self.database.session() as session:
-            checked = await self.check(session, spool / PACKAGE_NAME, caller)
+            with tempfile.TemporaryDirectory(dir=self.spool_dir, prefix="pending-") as folder:
+                path = Path(folder) / PACKAGE_NAME
+                await self._fetch(pending.package_sha256, path)
+                checked = await self.check(session, path, caller)
             stored = await self.store.put(checked.reply)
             await session.exec(
                 update(PendingTransfer)
@@ -256,13 +269,25 @@ class PendingTransfers:
                 )
             )
             await session.commit()
-        await anyio.to_thread.run_sync(shutil.rmtree, spool, True)
+            await self._forget_package(session, pending.package_sha256)
         log.info(
             "transfer.pending_done",
             tenant=pending.siren,
             pending_id=str(pending.id),
             status=checked.status,
         )
+
+
+async def _fetch_into(store: ObjectStore, sha256: str, path: Path) -> None:
+    """The package back from the store into ``path``; nothing there if it is gone (the
+    check then refuses it, asking the sender to send it again)."""
+    try:
+        async with await anyio.open_file(path, "wb") as file:
+            async for chunk in store.open_chunks(sha256):
+                await file.write(chunk)
+    except ObjectNotFound:
+        log.error("transfer.pending_package_lost", package_sha256=sha256)
+        await anyio.Path(path).unlink(missing_ok=True)
 
 
 def _now() -> datetime:

@@ -12,7 +12,6 @@ leaves nothing behind but its entry in the logbook and a ``TransferRejected`` ev
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import shutil
 import tempfile
@@ -580,31 +579,29 @@ async def _accept_async(
     transfers: TransferService,
     idempotency_key: str | None,
 ) -> Response:
-    """Spool the ZIP, record it pending and answer 202; the worker checks it later."""
+    """Spool the ZIP into the object store, record it pending and answer 202; a worker on
+    any replica checks it later."""
     settings = transfers.settings
-    pending_id = uuid.uuid4()
-    spool = pending.spool_of(settings.spool_dir(), pending_id)
-    await anyio.to_thread.run_sync(functools.partial(spool.mkdir, parents=True))
+    spool_dir = settings.spool_dir()
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    spool = Path(await anyio.to_thread.run_sync(_new_spool, spool_dir))
     try:
-        fingerprint = await _spool_body(
-            request, spool / pending.PACKAGE_NAME, settings.transfer_max_bytes
-        )
+        body = spool / pending.PACKAGE_NAME
+        fingerprint = await _spool_body(request, body, settings.transfer_max_bytes)
         session = transfers.session
         scope = scope_of(caller.siren, caller.client_id)
         replayed = await replay(session, scope, idempotency_key, fingerprint)
         if replayed is not None:
-            await anyio.to_thread.run_sync(_remove_spool, spool)
             return replayed
-        row = await pending.record(session, caller, pending_id, datetime.now(UTC))
-        response = pending.accepted_response(row)
-        remember(session, scope, idempotency_key, fingerprint, response)
-        response = await commit_or_replay(session, scope, idempotency_key, fingerprint, response)
-    except BaseException:
+        with body.open("rb") as file:
+            stored = await transfers.store.put_file(file)
+    finally:
         await anyio.to_thread.run_sync(_remove_spool, spool)
-        raise
-    if response.headers.get("location") != f"/v1/transfers/pending/{pending_id}":
-        # Another request under the same key committed first: this spool serves nobody.
-        await anyio.to_thread.run_sync(_remove_spool, spool)
+
+    row = await pending.record(session, caller, stored.sha256, datetime.now(UTC))
+    response = pending.accepted_response(row)
+    remember(session, scope, idempotency_key, fingerprint, response)
+    response = await commit_or_replay(session, scope, idempotency_key, fingerprint, response)
     worker: pending.PendingTransfers | None = getattr(request.app.state, "pending_transfers", None)
     if worker is not None:
         worker.wake()
@@ -630,6 +627,9 @@ def package_check(
                 outcome = await _refuse_container(transfers, caller, exc.reasons)
             except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError) as e:
                 reason = f"the body is not a usable ZIP: {e}"
+                outcome = await _refuse_container(transfers, caller, [reason])
+            except FileNotFoundError:
+                reason = "the package was lost before it could be checked: send it again"
                 outcome = await _refuse_container(transfers, caller, [reason])
             else:
                 outcome = await transfers.ingest(package, caller)
