@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from pypdf import PdfReader
+from structlog.testing import capture_logs
 
 from kanol_actes_pes.models import Acte
 from kanol_actes_pes.prefecture.port import TransmissionArchive, TransmissionReceipt
@@ -311,10 +312,14 @@ async def test_a_reply_before_the_send_is_recorded_counts_as_the_send(
         actes.simulator.gateway,
         after_send=reply_first,
     )
-    await racing.run_once()
+    with capture_logs() as logged:
+        await racing.run_once()
 
     acte = await actes.acte(created["id"])
     assert acte["state"] == "acknowledged"
+    # The milestone is logged once, by the reply that recorded it.
+    milestones = [entry for entry in logged if entry["event"] == "acte.transmitted"]
+    assert [entry.get("recorded_by") for entry in milestones] == ["reply"]
     history = await actes.http.get(f"/v1/actes/{created['id']}/history", headers=actes.headers())
     transmitted = history.json()["items"][3]
     assert transmitted["state"] == "transmitted"

@@ -770,6 +770,15 @@ class Receiver:
                 last_error=None,
             )
             service.publish_transmitted(session, acte)
+            # The same milestone as the transmitter's, which will find the acte moved on.
+            log.info(
+                "acte.transmitted",
+                acte_id=str(acte.id),
+                tenant=acte.siren,
+                identifiant=acte.identifiant_acte,
+                transmission_id=message.transmission_id,
+                recorded_by="reply",
+            )
         if acte.state != ActeState.TRANSMITTED.value:
             # A duplicate of a reply already recorded, or a reply about an earlier attempt.
             log.info("prefecture.message_ignored", acte_id=str(acte.id), state=acte.state)
