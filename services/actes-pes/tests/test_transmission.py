@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,7 +13,6 @@ from typing import Any
 
 import pytest
 from pypdf import PdfReader
-from structlog.testing import capture_logs
 
 from kanol_actes_pes.models import Acte
 from kanol_actes_pes.prefecture.port import TransmissionArchive, TransmissionReceipt
@@ -298,7 +298,7 @@ async def test_a_refused_transmission_fails_then_is_retried(actes: Actes) -> Non
 
 
 async def test_a_reply_before_the_send_is_recorded_counts_as_the_send(
-    actes: Actes, kafka_bootstrap: str
+    actes: Actes, kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     created = (await actes.submit()).json()
 
@@ -312,13 +312,15 @@ async def test_a_reply_before_the_send_is_recorded_counts_as_the_send(
         actes.simulator.gateway,
         after_send=reply_first,
     )
-    with capture_logs() as logged:
+    with caplog.at_level(logging.INFO):
         await racing.run_once()
 
     acte = await actes.acte(created["id"])
     assert acte["state"] == "acknowledged"
-    # The milestone is logged once, by the reply that recorded it.
-    milestones = [entry for entry in logged if entry["event"] == "acte.transmitted"]
+    # The milestone is logged once, by the reply that recorded it (structlog hands the
+    # standard library its event dict).
+    logged = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
+    milestones = [entry for entry in logged if entry.get("event") == "acte.transmitted"]
     assert [entry.get("recorded_by") for entry in milestones] == ["reply"]
     history = await actes.http.get(f"/v1/actes/{created['id']}/history", headers=actes.headers())
     transmitted = history.json()["items"][3]
