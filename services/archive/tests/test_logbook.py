@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -14,9 +15,10 @@ from sqlmodel import col, select
 
 from kanol_archive import logbook
 from kanol_archive.__main__ import main
+from kanol_archive.app import MIGRATIONS_DIR
 from kanol_archive.logbook import LogbookEntry, LogbookSeal, Operation
 from kanol_archive.settings import ArchiveSettings
-from kanol_common.db import Database
+from kanol_common.db import Database, upgrade_to_head
 from kanol_common.delivery_models import OutboxMessage
 from kanol_common.events.archive import TOPIC, LogbookSealed
 from kanol_common.runtime import ServiceRuntime
@@ -70,6 +72,37 @@ async def test_concurrent_writers_keep_the_chain_linear(archive_app: FastAPI) ->
         report = await logbook.verify(session)
     assert report.intact, report
     assert report.head_sequence >= sequences[-1]
+
+
+async def test_concurrent_writers_on_sqlite_wait_for_each_other(tmp_path: Path) -> None:
+    # make up runs archive on SQLite: a read logged while a deposit appends must not fail.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'archive.db'}"
+    await asyncio.to_thread(upgrade_to_head, MIGRATIONS_DIR, url)
+    database = Database(url)
+    try:
+
+        async def slow_append(number: int) -> LogbookEntry:
+            async with database.session() as session:
+                entry = await logbook.append(
+                    session,
+                    operation=Operation.ARCHIVE_READ,
+                    siren=SIREN,
+                    archive_id=None,
+                    actor=f"client-{number}",
+                    details={"number": number},
+                )
+                await asyncio.sleep(0.01)  # another writer's turn, if it could take it
+                await session.commit()
+                return entry
+
+        written = await asyncio.gather(*(slow_append(n) for n in range(10)))
+        async with database.session() as session:
+            report = await logbook.verify(session)
+    finally:
+        await database.dispose()
+
+    assert sorted(entry.sequence for entry in written) == list(range(1, 11))
+    assert report.intact, report
 
 
 async def test_verification_finds_the_first_tampered_entry(empty_database: Database) -> None:
