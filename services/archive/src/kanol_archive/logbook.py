@@ -18,14 +18,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, event, text
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import JSON, BigInteger, Column, DateTime, text
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -40,10 +38,6 @@ log = get_logger(__name__)
 GENESIS_HASH: Final = "0" * 64
 # Any constant 64-bit key: only the logbook's appends take this advisory lock.
 _APPEND_LOCK_KEY: Final = 0x4B414E4F4C4C4F47  # "KANOLLOG"
-_HOLDS_APPEND_LOCK: Final = "kanol_logbook_append_lock"
-_SQLITE_APPEND_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
-# Longer than any transaction that appends (a consumer batch, an audit step).
-_SQLITE_APPEND_WAIT_SECONDS: Final = 60.0
 _VERIFY_PAGE: Final = 1000
 
 
@@ -213,35 +207,17 @@ async def _head(session: AsyncSession) -> tuple[int, str] | None:
 async def _lock_appends(session: AsyncSession) -> None:
     """Hold the right to append until the session's transaction ends, so that no other
     transaction reads the same head: the chain stays linear and no append fails."""
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.exec(  # type: ignore[call-overload]
             text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_APPEND_LOCK_KEY)
         )
         return
-
-    # SQLite has no such lock, and one process serves a SQLite database: a lock of this
-    # process per database, released when the transaction that took it ends.
-    if session.info.get(_HOLDS_APPEND_LOCK):
-        return
-    lock = _SQLITE_APPEND_LOCKS.setdefault(bind, asyncio.Lock())
-    try:
-        await asyncio.wait_for(lock.acquire(), _SQLITE_APPEND_WAIT_SECONDS)
-    except TimeoutError as exc:
-        raise RuntimeError("the logbook stayed locked by another transaction") from exc
-    session.info[_HOLDS_APPEND_LOCK] = True
-    await session.connection()  # the transaction has begun: the one whose end releases
-    outer = session.sync_session.get_transaction()
-
-    def release(_: Session, transaction: SessionTransaction) -> None:
-        # Only the end of the transaction that took the lock (not a savepoint's, not a later
-        # transaction of the session) releases it; the listener stays, idle, with the session.
-        if transaction is not outer or not lock.locked():
-            return
-        session.info.pop(_HOLDS_APPEND_LOCK, None)
-        lock.release()
-
-    event.listen(session.sync_session, "after_transaction_end", release)
+    # SQLite: take its single write lock before the head is read (a write that changes
+    # nothing does; it waits busy_timeout for another writer), so that the head read is the
+    # latest and nobody commits another entry before this transaction ends.
+    await session.exec(  # type: ignore[call-overload]
+        text("UPDATE logbook_entry SET sequence = sequence WHERE 0 = 1")
+    )
 
 
 async def entries(session: AsyncSession, *, after: int = 0) -> AsyncIterator[LogbookEntry]:
