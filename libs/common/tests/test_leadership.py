@@ -4,8 +4,9 @@ stops or loses its database connection."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -62,7 +63,7 @@ async def test_a_leader_that_loses_its_connection_is_replaced(database: Database
 async def test_the_chores_run_on_one_replica_and_move_when_it_stops(database: Database) -> None:
     runs: list[str] = []
 
-    def chore(replica: str) -> Callable[[], Awaitable[None]]:
+    def chore(replica: str) -> Callable[[], Coroutine[Any, Any, None]]:
         async def forever() -> None:
             runs.append(replica)
             await asyncio.Event().wait()

@@ -90,7 +90,8 @@ async def test_annexes_go_in_the_tar_gz_under_their_piece_types(
     message = files[f"{identifiant}-1-1_0.xml"]
     assert message.startswith(b"<?xml version='1.0' encoding='ISO-8859-1'?>")
     root = actes_xml.parse(message)
-    assert root.find(actes_xml.qname("Annexes")).get(actes_xml.qname("Nombre")) == "2"  # type: ignore[union-attr]
+    annexes = root.find(actes_xml.qname("Annexes"))
+    assert annexes is not None and annexes.get(actes_xml.qname("Nombre")) == "2"
     assert "vote des taux".encode("iso-8859-1") in message  # objet in Latin-1, not UTF-8
 
     await actes.receiver.fetch_once(wait_seconds=2)

@@ -12,7 +12,8 @@ import pytest
 from fastapi import FastAPI
 
 from kanol_archive import pending
-from kanol_archive.pending import PendingTransfer, PendingTransfers
+from kanol_archive.models import CHECKING, DONE, PendingTransfer
+from kanol_archive.pending import PendingTransfers
 from kanol_archive.settings import ArchiveSettings
 from kanol_common.runtime import ServiceRuntime
 from kanol_common.storage import ObjectStore
@@ -43,7 +44,7 @@ async def _done(api: httpx.AsyncClient, tokens: TokenFactory, location: str) -> 
         response = await api.get(location, headers=bearer(tokens, SIREN, SCOPES))
         assert response.status_code == 200, response.text
         status = response.json()
-        return status["state"] == pending.DONE
+        return status["state"] == DONE
 
     await wait_until(finished, wait_seconds=20, what="the pending transfer checked")
     return status
@@ -170,7 +171,7 @@ async def _left_by_a_stopped_replica(app: FastAPI, package_sha256: str) -> uuid.
     row = PendingTransfer(
         siren=SIREN,
         client_id="ged-sync",
-        state=pending.CHECKING,
+        state=CHECKING,
         received_at=long_ago,
         claimed_at=long_ago,
         package_sha256=package_sha256,

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -38,10 +39,6 @@ class Leadership:
         # A signed 64-bit key, as pg_try_advisory_lock takes, derived from the name.
         self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         self._connection: AsyncConnection | None = None
-
-    @property
-    def leading(self) -> bool:
-        return self.database.is_sqlite or self._connection is not None
 
     async def hold(self) -> bool:
         """Lead if nobody does, or check that this replica still does; whether it leads."""
@@ -104,7 +101,7 @@ class Leadership:
 
 async def run_while_leading(
     leadership: Leadership,
-    chores: Sequence[Callable[[], Awaitable[None]]],
+    chores: Sequence[Callable[[], Coroutine[Any, Any, None]]],
     check_seconds: float = CHECK_SECONDS,
 ) -> None:
     """Run ``chores`` (endless loops) while this replica leads; stop them when it no longer
@@ -118,7 +115,7 @@ async def run_while_leading(
                 log.warning("leadership.check_failed", name=leadership.name, error=str(exc))
                 leading = False
             if leading and not running:
-                running = [asyncio.create_task(_forever(chore)) for chore in chores]
+                running = [asyncio.create_task(chore()) for chore in chores]
             elif not leading and running:
                 await _cancel(running)
                 running = []
@@ -126,10 +123,6 @@ async def run_while_leading(
     finally:
         await _cancel(running)
         await leadership.release()
-
-
-async def _forever(chore: Callable[[], Awaitable[None]]) -> None:
-    await chore()
 
 
 async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:

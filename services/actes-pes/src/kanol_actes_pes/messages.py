@@ -10,7 +10,6 @@ lost answer is one transmission at the gateway, as for the acte itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -58,6 +57,7 @@ from kanol_common.db import Database
 from kanol_common.events.actes import ActeAnswerSent, ActeCancellationRequested, ActeCancelled
 from kanol_common.logging import get_logger
 from kanol_common.storage import LocalObjectStore
+from kanol_common.wakeup import Wakeup
 
 log = get_logger(__name__)
 
@@ -235,10 +235,10 @@ class MessageSender:
     gateway: PrefectureGateway
 
     def __post_init__(self) -> None:
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup()
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._wakeup.ring()
 
     async def run(self) -> None:
         while True:
@@ -248,9 +248,7 @@ class MessageSender:
                 raise
             except Exception:
                 log.exception("message_sender.turn_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.settings.transmit_poll_seconds)
-            self._wakeup.clear()
+            await self._wakeup.wait(self.settings.transmit_poll_seconds)
 
     async def send_due(self) -> int:
         """Send the pending messages, oldest first, within the hourly volume left."""

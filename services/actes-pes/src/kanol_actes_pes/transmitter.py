@@ -56,6 +56,7 @@ from kanol_actes_pes.settings import ActesPesSettings
 from kanol_common.db import Database, as_utc
 from kanol_common.logging import get_logger
 from kanol_common.storage import LocalObjectStore
+from kanol_common.wakeup import Wakeup
 
 log = get_logger(__name__)
 
@@ -92,21 +93,19 @@ class Transmitter:
     after_send: AfterSend | None = None
 
     def __post_init__(self) -> None:
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup()
         # Whether the last turn left actes waiting because the hourly volume is used up.
         self.capacity_exhausted = False
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._wakeup.ring()
 
     async def run(self) -> None:
         """Recover what a previous process left in flight, then transmit until cancelled."""
         await self._guarded(self.recover_all)
         while True:
             await self._guarded(self.run_once)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.settings.transmit_poll_seconds)
-            self._wakeup.clear()
+            await self._wakeup.wait(self.settings.transmit_poll_seconds)
 
     async def _guarded(self, step: Callable[[], Awaitable[int]]) -> None:
         try:

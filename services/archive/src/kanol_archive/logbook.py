@@ -28,7 +28,7 @@ from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_common import outbox
-from kanol_common.db import Database
+from kanol_common.db import Database, as_utc
 from kanol_common.envelope import H_TYPE
 from kanol_common.events.archive import LogbookSealed
 from kanol_common.logging import get_logger
@@ -92,7 +92,7 @@ def canonical_bytes(
     """The bytes an entry's hash covers: sorted-key compact JSON, UTC time to the µs."""
     document = {
         "sequence": sequence,
-        "recorded_at": _utc(recorded_at).isoformat(timespec="microseconds"),
+        "recorded_at": as_utc(recorded_at).isoformat(timespec="microseconds"),
         "operation": operation,
         "outcome": outcome,
         "siren": siren,
@@ -301,11 +301,6 @@ def _break_in(entry: LogbookEntry, expected_sequence: int, expected_previous: st
     if entry_hash(entry) != entry.hash:
         return "hash does not match the entry's content"
     return None
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every logbook time is written in UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # -- published heads --------------------------------------------------------------------

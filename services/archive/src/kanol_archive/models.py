@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Final
 
-from sqlalchemy import BigInteger, DateTime, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from kanol_common.db import UtcDateTime
@@ -108,3 +109,30 @@ class ArchivePage(SQLModel):
     next_cursor: str | None = Field(
         default=None, description="Pass as ?cursor= for the next page; absent on the last page"
     )
+
+
+# The states of a pending transfer.
+RECEIVED: Final = "received"
+CHECKING: Final = "checking"
+DONE: Final = "done"
+
+
+class PendingTransfer(SQLModel, table=True):
+    """A transfer received with ``respond-async``: where its check stands, then its answer."""
+
+    __tablename__ = "pending_transfer"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    siren: str = Field(sa_column=Column(String(9), nullable=False, index=True))
+    client_id: str = Field(sa_column=Column(String(255), nullable=False))
+    state: str = Field(sa_column=Column(String(16), nullable=False, index=True))
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    claimed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # The HTTP status the synchronous answer would have had: 201, 200 (sent again) or 422.
+    status: int | None = Field(default=None, sa_column=Column(Integer))
+    # The ZIP, in the object store until it is checked.
+    package_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    reply_sha256: str | None = Field(default=None, sa_column=Column(String(64)))
+    archive_id: uuid.UUID | None = Field(default=None)
+    error: str | None = Field(default=None, sa_column=Column(Text))

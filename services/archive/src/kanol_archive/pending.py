@@ -25,48 +25,26 @@ from typing import Annotated, Final, Protocol
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import Column, DateTime, Integer, String, Text, update
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from kanol_archive.models import CHECKING, DONE, RECEIVED, PendingTransfer
+from kanol_archive.repository import PendingTransferRepository
 from kanol_common.auth import Caller, require_scopes
 from kanol_common.db import Database, UtcDateTime
 from kanol_common.errors import Conflict, NotFound
 from kanol_common.logging import get_logger
 from kanol_common.runtime import DatabaseSession
 from kanol_common.storage import ObjectNotFound, ObjectStore
+from kanol_common.wakeup import Wakeup
 
 log = get_logger(__name__)
 
 RESPOND_ASYNC: Final = "respond-async"
-RECEIVED: Final = "received"
-CHECKING: Final = "checking"
-DONE: Final = "done"
 # A replica that claimed a transfer and went silent this long is taken to have stopped.
 LEASE: Final = timedelta(minutes=30)
 POLL_SECONDS: Final = 5.0
 PACKAGE_NAME: Final = "package.zip"
-
-
-class PendingTransfer(SQLModel, table=True):
-    """A transfer received with ``respond-async``: where its check stands, then its answer."""
-
-    __tablename__ = "pending_transfer"
-
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    siren: str = Field(sa_column=Column(String(9), nullable=False, index=True))
-    client_id: str = Field(sa_column=Column(String(255), nullable=False))
-    state: str = Field(sa_column=Column(String(16), nullable=False, index=True))
-    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    claimed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    # The HTTP status the synchronous answer would have had: 201, 200 (sent again) or 422.
-    status: int | None = Field(default=None, sa_column=Column(Integer))
-    # The ZIP, in the object store until it is checked.
-    package_sha256: str = Field(sa_column=Column(String(64), nullable=False))
-    reply_sha256: str | None = Field(default=None, sa_column=Column(String(64)))
-    archive_id: uuid.UUID | None = Field(default=None)
-    error: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class PendingTransferPublic(SQLModel):
@@ -154,10 +132,10 @@ class PendingTransfers:
     check: PackageCheck
 
     def __post_init__(self) -> None:
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup()
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._wakeup.ring()
 
     async def run(self) -> None:
         while True:
@@ -168,9 +146,7 @@ class PendingTransfers:
                 raise
             except Exception:
                 log.exception("transfer.pending_turn_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
-            self._wakeup.clear()
+            await self._wakeup.wait(POLL_SECONDS)
 
     async def run_once(self) -> bool:
         """Check the oldest transfer waiting (or left by a stopped replica); whether one was."""
@@ -187,61 +163,40 @@ class PendingTransfers:
         return True
 
     async def _fetch(self, sha256: str, path: Path) -> None:
-        await _fetch_into(self.store, sha256, path)
+        """The package back from the store into ``path``; nothing there if it is gone (the
+        check then refuses it, asking the sender to send it again)."""
+        try:
+            async with await anyio.open_file(path, "wb") as file:
+                async for chunk in self.store.open_chunks(sha256):
+                    await file.write(chunk)
+        except ObjectNotFound:
+            log.error("transfer.pending_package_lost", package_sha256=sha256)
+            await anyio.Path(path).unlink(missing_ok=True)
 
     async def _forget_package(self, session: AsyncSession, sha256: str) -> None:
         """Remove the package from the store unless another waiting transfer is the same."""
-        query = select(PendingTransfer.id).where(
-            PendingTransfer.package_sha256 == sha256, PendingTransfer.state != DONE
-        )
-        if (await session.exec(query)).first() is None:
+        if not await PendingTransferRepository(session).package_awaited(sha256):
             await self.store.delete(sha256)
 
     async def _note_error(self, pending_id: uuid.UUID, error: str) -> None:
         with contextlib.suppress(Exception):
             async with self.database.session() as session:
-                await session.exec(
-                    update(PendingTransfer)
-                    .where(col(PendingTransfer.id) == pending_id)
-                    .values(error=error[:2000])
-                )
+                await PendingTransferRepository(session).note_error(pending_id, error)
                 await session.commit()
 
     async def _claim(self) -> PendingTransfer | None:
         now = _now()
         async with self.database.session() as session:
-            query = (
-                select(PendingTransfer)
-                .where(
-                    (col(PendingTransfer.state) == RECEIVED)
-                    | (
-                        (col(PendingTransfer.state) == CHECKING)
-                        & (col(PendingTransfer.claimed_at) < now - LEASE)
-                    )
-                )
-                .order_by(col(PendingTransfer.received_at))
-                .limit(1)
-            )
-            candidate = (await session.exec(query)).first()
+            repository = PendingTransferRepository(session)
+            candidate = await repository.claimable(lease_ended_before=now - LEASE)
             if candidate is None:
                 return None
-            # A compare-and-set on what was read: another replica's claim makes it miss.
-            claimed = await session.exec(
-                update(PendingTransfer)
-                .where(
-                    col(PendingTransfer.id) == candidate.id,
-                    col(PendingTransfer.state) == candidate.state,
-                    col(PendingTransfer.claimed_at).is_(None)
-                    if candidate.claimed_at is None
-                    else col(PendingTransfer.claimed_at) == candidate.claimed_at,
-                )
-                .values(state=CHECKING, claimed_at=now)
-            )
+            claimed = await repository.claim(candidate, now)
             await session.commit()
-            if claimed.rowcount != 1:
-                return None
-            candidate.state, candidate.claimed_at = CHECKING, now
-            return candidate
+        if not claimed:
+            return None
+        candidate.state, candidate.claimed_at = CHECKING, now
+        return candidate
 
     async def _process(self, pending: PendingTransfer) -> None:
         caller = Caller(
@@ -257,16 +212,12 @@ class PendingTransfers:
                 await self._fetch(pending.package_sha256, path)
                 checked = await self.check(session, path, caller)
             stored = await self.store.put(checked.reply)
-            await session.exec(
-                update(PendingTransfer)
-                .where(col(PendingTransfer.id) == pending.id)
-                .values(
-                    state=DONE,
-                    finished_at=_now(),
-                    status=checked.status,
-                    reply_sha256=stored.sha256,
-                    archive_id=checked.archive_id,
-                )
+            await PendingTransferRepository(session).finish(
+                pending.id,
+                status=checked.status,
+                reply_sha256=stored.sha256,
+                archive_id=checked.archive_id,
+                now=_now(),
             )
             await session.commit()
             await self._forget_package(session, pending.package_sha256)
@@ -276,18 +227,6 @@ class PendingTransfers:
             pending_id=str(pending.id),
             status=checked.status,
         )
-
-
-async def _fetch_into(store: ObjectStore, sha256: str, path: Path) -> None:
-    """The package back from the store into ``path``; nothing there if it is gone (the
-    check then refuses it, asking the sender to send it again)."""
-    try:
-        async with await anyio.open_file(path, "wb") as file:
-            async for chunk in store.open_chunks(sha256):
-                await file.write(chunk)
-    except ObjectNotFound:
-        log.error("transfer.pending_package_lost", package_sha256=sha256)
-        await anyio.Path(path).unlink(missing_ok=True)
 
 
 def _now() -> datetime:
@@ -312,7 +251,7 @@ Sender = Annotated[Caller, Depends(require_scopes("archive:write"))]
 
 
 async def _owned(session: AsyncSession, caller: Caller, pending_id: uuid.UUID) -> PendingTransfer:
-    pending = await session.get(PendingTransfer, pending_id)
+    pending = await PendingTransferRepository(session).get(pending_id)
     if pending is None or pending.siren != caller.siren:
         raise PendingTransferNotFound(f"No pending transfer {pending_id} for this organisation.")
     return pending

@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kanol_archive.models import Archive, ArchiveObject
+from kanol_archive.models import CHECKING, DONE, RECEIVED, Archive, ArchiveObject, PendingTransfer
 from kanol_common.db import as_utc
 
 
@@ -136,3 +136,80 @@ class ArchiveRepository:
             .order_by(col(ArchiveObject.position))
         )
         return result.first()
+
+
+class PendingTransferRepository:
+    """The transfers received with ``Prefer: respond-async`` and where their check stands."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, pending_id: uuid.UUID) -> PendingTransfer | None:
+        return await self.session.get(PendingTransfer, pending_id)
+
+    async def claimable(self, lease_ended_before: datetime) -> PendingTransfer | None:
+        """The oldest transfer waiting, or one whose checker's lease has run out."""
+        query = (
+            select(PendingTransfer)
+            .where(
+                (col(PendingTransfer.state) == RECEIVED)
+                | (
+                    (col(PendingTransfer.state) == CHECKING)
+                    & (col(PendingTransfer.claimed_at) < lease_ended_before)
+                )
+            )
+            .order_by(col(PendingTransfer.received_at))
+            .limit(1)
+        )
+        return (await self.session.exec(query)).first()
+
+    async def claim(self, candidate: PendingTransfer, now: datetime) -> bool:
+        """A compare-and-set on what was read: another replica's claim makes it miss."""
+        claimed_at = col(PendingTransfer.claimed_at)
+        result = await self.session.exec(
+            update(PendingTransfer)
+            .where(
+                col(PendingTransfer.id) == candidate.id,
+                col(PendingTransfer.state) == candidate.state,
+                claimed_at.is_(None)
+                if candidate.claimed_at is None
+                else claimed_at == candidate.claimed_at,
+            )
+            .values(state=CHECKING, claimed_at=now)
+        )
+        return result.rowcount == 1
+
+    async def finish(
+        self,
+        pending_id: uuid.UUID,
+        *,
+        status: int,
+        reply_sha256: str,
+        archive_id: uuid.UUID | None,
+        now: datetime,
+    ) -> None:
+        await self.session.exec(
+            update(PendingTransfer)
+            .where(col(PendingTransfer.id) == pending_id)
+            .values(
+                state=DONE,
+                finished_at=now,
+                status=status,
+                reply_sha256=reply_sha256,
+                archive_id=archive_id,
+            )
+        )
+
+    async def note_error(self, pending_id: uuid.UUID, error: str) -> None:
+        await self.session.exec(
+            update(PendingTransfer)
+            .where(col(PendingTransfer.id) == pending_id)
+            .values(error=error[:2000])
+        )
+
+    async def package_awaited(self, package_sha256: str) -> bool:
+        """Whether a transfer not yet checked still needs this package."""
+        query = select(PendingTransfer.id).where(
+            PendingTransfer.package_sha256 == package_sha256, PendingTransfer.state != DONE
+        )
+        return (await self.session.exec(query)).first() is not None

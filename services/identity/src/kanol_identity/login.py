@@ -29,6 +29,7 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import FormData
 
+from kanol_common.db import as_utc
 from kanol_common.logging import get_logger
 from kanol_identity import credentials, tokens
 from kanol_identity.dependencies import SessionDep
@@ -401,7 +402,7 @@ async def _current_session(session: AsyncSession, request: Request) -> LoginSess
     if not raw:
         return None
     row = await session.get(LoginSession, digest(raw))
-    if row is None or tokens.aware(row.expires_at) <= utcnow():
+    if row is None or as_utc(row.expires_at) <= utcnow():
         return None
     return row
 

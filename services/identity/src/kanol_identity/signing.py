@@ -9,14 +9,14 @@ its private part. Verifiers that meet the new ``kid`` refresh their copy of the 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from joserfc.jwk import KeySet, KeySetSerialization, RSAKey
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_common.auth import KeySetVerifier
-from kanol_common.db import Database
+from kanol_common.db import Database, as_utc
 from kanol_common.logging import get_logger
 from kanol_identity.models import SigningKey, utcnow
 from kanol_identity.repository import SigningKeyRepository
@@ -145,18 +145,13 @@ async def rotate_if_old(database: Database, settings: IdentitySettings) -> Signi
 
     async with database.session() as session:
         current = await SigningKeyRepository(session).current()
-        if current is not None and utcnow() - _aware(current.created_at) < timedelta(
+        if current is not None and utcnow() - as_utc(current.created_at) < timedelta(
             seconds=max_age
         ):
             return None
         row = await rotate(session, settings)
         await session.commit()
     return row
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite gives naive datetimes back; they were stored in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class LocalKeysVerifier(KeySetVerifier):

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kanol_common.db import Database
+from kanol_common.db import Database, as_utc
 from kanol_common.errors import Problem
 from kanol_common.logging import get_logger
 from kanol_identity.models import utcnow
@@ -122,9 +122,9 @@ class Throttle:
             async with self._database.session() as own:
                 entries = list((await own.exec(query)).all())
         blocked = [
-            _aware(entry.blocked_until)
+            as_utc(entry.blocked_until)
             for entry in entries
-            if entry.blocked_until is not None and _aware(entry.blocked_until) > now
+            if entry.blocked_until is not None and as_utc(entry.blocked_until) > now
         ]
         if not blocked:
             return frozenset(entry.key for entry in entries)
@@ -153,7 +153,7 @@ class Throttle:
         if entry is None:
             entry = ThrottleEntry(key=key.stored, failures=0, last_failure_at=now)
         # A quiet window forgets the past failures; so does the end of a refusal that long.
-        if now - _aware(entry.last_failure_at) > window:
+        if now - as_utc(entry.last_failure_at) > window:
             entry.failures = 0
 
         entry.failures += 1
@@ -189,8 +189,3 @@ class Throttle:
             )
             await session.commit()
         return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite gives naive datetimes back; they were stored in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)

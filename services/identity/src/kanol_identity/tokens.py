@@ -25,6 +25,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import Table, inspect, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from kanol_common.db import as_utc
 from kanol_common.logging import get_logger
 from kanol_identity import subscriptions
 from kanol_identity.errors import InvalidGrant
@@ -69,11 +70,6 @@ class IssuedToken:
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
-
-
-def aware(moment: datetime) -> datetime:
-    """SQLite gives naive datetimes back; they were stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # -- JWTs ----------------------------------------------------------------------------------
@@ -155,7 +151,7 @@ async def issue_id_token(
         "azp": client_id,
         "iat": now,
         "exp": now + settings.id_token_lifetime_seconds,
-        "auth_time": int(aware(auth_time).timestamp()),
+        "auth_time": int(as_utc(auth_time).timestamp()),
         "at_hash": _left_half_hash(access_token),
     }
     if nonce is not None:
@@ -279,7 +275,7 @@ async def redeem_code(
     if row.used_at is not None:
         await revoke_family(session, row.family_id, reason="code_reused")
         raise ReuseDetected("The authorisation code was already used.")
-    if aware(row.expires_at) <= utcnow():
+    if as_utc(row.expires_at) <= utcnow():
         raise InvalidGrant("The authorisation code has expired.")
     if redirect_uri != row.redirect_uri:
         raise InvalidGrant("The redirect_uri differs from the authorisation request's.")
@@ -348,7 +344,7 @@ async def use_refresh_token(session: AsyncSession, token: str, client_id: str) -
     if row.used_at is not None:
         await revoke_family(session, row.family_id, reason="refresh_token_reused")
         raise ReuseDetected("The refresh token was already used; its session is revoked.")
-    if aware(row.expires_at) <= utcnow():
+    if as_utc(row.expires_at) <= utcnow():
         raise InvalidGrant("The refresh token has expired.")
 
     if not await _mark_used(session, _table(RefreshToken), "token_hash", row.token_hash):
@@ -362,7 +358,7 @@ async def find_refresh_token(session: AsyncSession, token: str) -> RefreshToken 
 
 
 def refresh_token_is_active(row: RefreshToken) -> bool:
-    return row.used_at is None and row.revoked_at is None and aware(row.expires_at) > utcnow()
+    return row.used_at is None and row.revoked_at is None and as_utc(row.expires_at) > utcnow()
 
 
 async def revoke_family(session: AsyncSession, family_id: str, *, reason: str) -> None:

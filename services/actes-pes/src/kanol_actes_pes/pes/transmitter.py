@@ -50,6 +50,7 @@ from kanol_common.db import Database
 from kanol_common.errors import Problem
 from kanol_common.logging import get_logger
 from kanol_common.storage import LocalObjectStore
+from kanol_common.wakeup import Wakeup
 
 log = get_logger(__name__)
 
@@ -81,19 +82,17 @@ class PesTransmitter:
     after_deposit: AfterDeposit | None = None
 
     def __post_init__(self) -> None:
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup()
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._wakeup.ring()
 
     async def run(self) -> None:
         pause = min(self.settings.transmit_poll_seconds, 1.0)
         await _guarded("pes_transmitter", self.recover_all, pause)
         while True:
             await _guarded("pes_transmitter", self.run_once, pause)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.settings.transmit_poll_seconds)
-            self._wakeup.clear()
+            await self._wakeup.wait(self.settings.transmit_poll_seconds)
 
     async def run_once(self) -> int:
         """One turn: settle the due ``transmitting`` flows, then deposit the submitted ones."""

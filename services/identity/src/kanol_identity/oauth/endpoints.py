@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import FormData
 
+from kanol_common.db import as_utc
 from kanol_identity import service, tokens
 from kanol_identity.dependencies import SessionDep, SigningKeysDep, commit
 from kanol_identity.errors import InvalidGrant, InvalidRequest, InvalidScope, UnsupportedGrantType
@@ -406,8 +407,8 @@ async def _introspection(
         "scope": " ".join(refresh.scopes),
         "client_id": refresh.client_id,
         "sub": refresh.agent_id,
-        "exp": int(tokens.aware(refresh.expires_at).timestamp()),
-        "iat": int(tokens.aware(refresh.issued_at).timestamp()),
+        "exp": int(as_utc(refresh.expires_at).timestamp()),
+        "iat": int(as_utc(refresh.issued_at).timestamp()),
     }
 
 
