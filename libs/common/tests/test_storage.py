@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,46 @@ async def test_a_failed_stream_leaves_no_object(store: ObjectStore) -> None:
     else:
         assert isinstance(store, LocalObjectStore)
         assert [path for path in store.root.rglob("*") if path.is_file()] == []
+
+
+async def test_every_stored_object_is_listed_with_its_size_and_time(store: ObjectStore) -> None:
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    contents = [b"acte", b"annexe", os.urandom(PART + 1)]
+    stored = [await store.put(contents[0]), await store.put(contents[1])]
+    stored.append(await store.put_stream(_chunks(contents[2], MIB)))
+    await _leave_leftovers(store)
+
+    listed = {item.sha256: item async for item in store.list_objects()}
+
+    assert set(listed) == {item.sha256 for item in stored}
+    assert [listed[item.sha256].size for item in stored] == [len(c) for c in contents]
+    after = datetime.now(UTC) + timedelta(minutes=1)
+    assert all(before < item.modified_at < after for item in listed.values())
+
+
+async def test_leftovers_of_interrupted_writes_go_once_old_enough(store: ObjectStore) -> None:
+    kept = await store.put(b"deliberation")
+    leftovers = await _leave_leftovers(store)
+
+    assert await store.remove_leftovers(datetime.now(UTC) - timedelta(hours=1)) == 0
+    assert await store.remove_leftovers(datetime.now(UTC) + timedelta(minutes=1)) == leftovers
+
+    assert await store.remove_leftovers(datetime.now(UTC) + timedelta(minutes=1)) == 0
+    assert await _read(store, kept.sha256) == b"deliberation"
+
+
+async def _leave_leftovers(store: ObjectStore) -> int:
+    """What a process stopped in the middle of writes leaves behind; how many leftovers."""
+    if isinstance(store, S3ObjectStore):
+        s3, bucket = await store.client(), store.location.bucket
+        incoming = f"{store.location.prefix}incoming/{uuid.uuid4().hex}"
+        await s3.put_object(Bucket=bucket, Key=incoming, Body=b"half a stream")
+        key = store.key_of(hashlib.sha256(b"never finished").hexdigest())
+        await s3.create_multipart_upload(Bucket=bucket, Key=key)
+        return 2
+    assert isinstance(store, LocalObjectStore)
+    (store.root / ".incoming-stopped").write_bytes(b"half a file")
+    return 1
 
 
 async def test_s3_records_the_sha512_in_the_object_metadata(s3_location: S3Location) -> None:

@@ -18,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
 
 CHUNK_SIZE = 1024 * 1024
+# The local store writes a new object under this name first, then renames it into place.
+INCOMING_PREFIX = ".incoming-"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,15 @@ class StoredObject:
     sha256: str
     sha512: str
     size: int
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """An object found in the store, as :meth:`ObjectStore.list_objects` yields it."""
+
+    sha256: str
+    size: int
+    modified_at: datetime
 
 
 class ObjectStore(Protocol):
@@ -54,6 +66,15 @@ class ObjectStore(Protocol):
 
     async def delete(self, sha256: str) -> None:
         """Remove the object; removing a missing object is not an error."""
+        ...
+
+    def list_objects(self) -> AsyncIterator[ListedObject]:
+        """Every object under a content address, in no particular order."""
+        ...
+
+    async def remove_leftovers(self, older_than: datetime) -> int:
+        """Remove what interrupted writes left before ``older_than`` (temporary files,
+        unfinished uploads), never a stored object; how many were removed."""
         ...
 
     async def close(self) -> None: ...
@@ -86,7 +107,7 @@ class LocalObjectStore:
 
     async def put_stream(self, chunks: AsyncIterator[bytes]) -> StoredObject:
         sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
-        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=INCOMING_PREFIX)
         try:
             with os.fdopen(fd, "wb") as file:
                 async for chunk in chunks:
@@ -126,7 +147,7 @@ class LocalObjectStore:
 
     def _write_into_place(self, write: Callable[[BinaryIO], StoredObject]) -> StoredObject:
         """Blocking: write a temporary file, sync it, rename it to its content's address."""
-        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        fd, temporary = tempfile.mkstemp(dir=self.root, prefix=INCOMING_PREFIX)
         try:
             with os.fdopen(fd, "wb") as file:
                 stored = write(file)
@@ -171,8 +192,58 @@ class LocalObjectStore:
     async def delete(self, sha256: str) -> None:
         await anyio.Path(self.path_of(sha256)).unlink(missing_ok=True)
 
+    async def list_objects(self) -> AsyncIterator[ListedObject]:
+        # One thread hop per folder of the two levels: a store of millions of objects is
+        # listed as it is walked, never held in memory.
+        for first in await anyio.to_thread.run_sync(_hex_folders, self.root):
+            for second in await anyio.to_thread.run_sync(_hex_folders, first):
+                for listed in await anyio.to_thread.run_sync(_objects_in, second):
+                    yield listed
+
+    async def remove_leftovers(self, older_than: datetime) -> int:
+        return await anyio.to_thread.run_sync(self._remove_leftovers, older_than.timestamp())
+
+    def _remove_leftovers(self, before: float) -> int:
+        removed = 0
+        for entry in os.scandir(self.root):
+            if not entry.name.startswith(INCOMING_PREFIX) or not entry.is_file():
+                continue
+            if entry.stat().st_mtime >= before:
+                continue
+            Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+        return removed
+
     async def close(self) -> None:
         return None
+
+
+def _hex_folders(parent: Path) -> list[Path]:
+    """The folders of ``parent`` named as the store names them: two hex digits."""
+    return sorted(
+        Path(entry.path)
+        for entry in os.scandir(parent)
+        if entry.is_dir() and _is_hex(entry.name, 2)
+    )
+
+
+def _objects_in(folder: Path) -> list[ListedObject]:
+    """The objects of ``root/ab/cd``: files named by a SHA-256 starting with ``abcd``."""
+    expected = folder.parent.name + folder.name
+    listed = []
+    for entry in os.scandir(folder):
+        if not _is_hex(entry.name, 64) or not entry.name.startswith(expected):
+            continue
+        if not entry.is_file():
+            continue
+        status = entry.stat()
+        modified_at = datetime.fromtimestamp(status.st_mtime, UTC)
+        listed.append(ListedObject(entry.name, status.st_size, modified_at))
+    return listed
+
+
+def _is_hex(name: str, length: int) -> bool:
+    return len(name) == length and all(c in "0123456789abcdef" for c in name)
 
 
 def _flush_and_sync(file: BinaryIO) -> None:
@@ -201,6 +272,8 @@ class S3Location:
 # cheap in memory and the part count of a 2 GiB transfer at 256.
 S3_PART_SIZE = 8 * 1024 * 1024
 _S3_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+# Where a stream waits, under the store's prefix, until its address is known.
+_S3_INCOMING = "incoming/"
 
 
 class S3ObjectStore:
@@ -304,7 +377,7 @@ class S3ObjectStore:
                 size += len(chunk)
                 yield chunk
 
-        temporary = f"{self.location.prefix}incoming/{uuid.uuid4().hex}"
+        temporary = f"{self.location.prefix}{_S3_INCOMING}{uuid.uuid4().hex}"
         s3 = await self.client()
         try:
             await self._upload(temporary, hashed(), {})
@@ -402,6 +475,42 @@ class S3ObjectStore:
     async def delete(self, sha256: str) -> None:
         s3 = await self.client()
         await s3.delete_object(Bucket=self.location.bucket, Key=self.key_of(sha256))
+
+    async def list_objects(self) -> AsyncIterator[ListedObject]:
+        s3 = await self.client()
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.location.bucket, Prefix=self.location.prefix
+        )
+        async for page in pages:
+            for item in page.get("Contents", []):
+                sha256 = item["Key"].rsplit("/", 1)[-1]
+                if not _is_hex(sha256, 64) or self.key_of(sha256) != item["Key"]:
+                    continue
+                yield ListedObject(sha256, item["Size"], item["LastModified"])
+
+    async def remove_leftovers(self, older_than: datetime) -> int:
+        """Delete the temporary objects of interrupted streams and abort the multipart
+        uploads started before ``older_than``."""
+        s3 = await self.client()
+        bucket, incoming = self.location.bucket, f"{self.location.prefix}{_S3_INCOMING}"
+        removed = 0
+        objects = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=incoming)
+        async for page in objects:
+            for item in page.get("Contents", []):
+                if item["LastModified"] < older_than:
+                    await s3.delete_object(Bucket=bucket, Key=item["Key"])
+                    removed += 1
+        uploads = s3.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket, Prefix=self.location.prefix
+        )
+        async for listing in uploads:
+            for upload in listing.get("Uploads", []):
+                if upload["Initiated"] < older_than:
+                    await s3.abort_multipart_upload(
+                        Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    removed += 1
+        return removed
 
 
 def object_store(kind: str, local_root: Path, s3: S3Location | None) -> ObjectStore:

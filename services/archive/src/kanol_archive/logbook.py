@@ -57,6 +57,7 @@ class Operation:
     ELIMINATION_APPROVED: Final = "elimination.approved"
     ELIMINATION_REFUSED: Final = "elimination.refused"
     ARCHIVE_DESTROYED: Final = "archive.destroyed"
+    ORPHANS_COLLECTED: Final = "storage.orphans_collected"
 
 
 class LogbookEntry(SQLModel, table=True):

@@ -28,8 +28,11 @@ from fastapi.responses import JSONResponse, Response
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from kanol_archive import holds
+from kanol_archive.holds import put_held
 from kanol_archive.models import CHECKING, DONE, RECEIVED, PendingTransfer
 from kanol_archive.repository import PendingTransferRepository
+from kanol_archive.retention import in_use
 from kanol_common.auth import Caller, require_scopes
 from kanol_common.db import Database, UtcDateTime
 from kanol_common.errors import Conflict, NotFound
@@ -174,9 +177,10 @@ class PendingTransfers:
             await anyio.Path(path).unlink(missing_ok=True)
 
     async def _forget_package(self, session: AsyncSession, sha256: str) -> None:
-        """Remove the package from the store unless another waiting transfer is the same."""
-        if not await PendingTransferRepository(session).package_awaited(sha256):
+        """Remove the package from the store unless something else needs the same bytes."""
+        if await holds.take(session, sha256) and not await in_use(session, [sha256]):
             await self.store.delete(sha256)
+        await session.commit()
 
     async def _note_error(self, pending_id: uuid.UUID, error: str) -> None:
         with contextlib.suppress(Exception):
@@ -211,7 +215,7 @@ class PendingTransfers:
                 path = Path(folder) / PACKAGE_NAME
                 await self._fetch(pending.package_sha256, path)
                 checked = await self.check(session, path, caller)
-            stored = await self.store.put(checked.reply)
+            stored = await put_held(session, self.store, checked.reply)
             await PendingTransferRepository(session).finish(
                 pending.id,
                 status=checked.status,

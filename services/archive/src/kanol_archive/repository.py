@@ -206,10 +206,3 @@ class PendingTransferRepository:
             .where(col(PendingTransfer.id) == pending_id)
             .values(error=error[:2000])
         )
-
-    async def package_awaited(self, package_sha256: str) -> bool:
-        """Whether a transfer not yet checked still needs this package."""
-        query = select(PendingTransfer.id).where(
-            PendingTransfer.package_sha256 == package_sha256, PendingTransfer.state != DONE
-        )
-        return (await self.session.exec(query)).first() is not None

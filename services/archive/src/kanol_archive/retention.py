@@ -30,9 +30,9 @@ from sqlalchemy import JSON, Column, DateTime, Index, and_, or_
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kanol_archive import logbook
+from kanol_archive import holds, logbook
 from kanol_archive.logbook import Operation
-from kanol_archive.models import Archive, ArchiveObject
+from kanol_archive.models import DONE, Archive, ArchiveObject, PendingTransfer
 from kanol_archive.seda.rules import (
     ACTE_NATURE_CODES,
     DESTROY,
@@ -531,10 +531,10 @@ async def remove_destroyed_objects(session: AsyncSession, store: ObjectStore) ->
     an approval whose process stopped between its commit and the deletions. The caller
     commits (it records what was removed).
 
-    TODO: a deposit of the very same content that is stored but not yet committed while
-    this runs is not seen as holding it, so its new archive could point at removed
-    content (the next audit reports it missing); deletions and deposits do not lock each
-    other yet.
+    Content a deposit holds at this moment (see :mod:`kanol_archive.holds`) stays: that
+    deposit is about to reference it, or leaves an orphan for ``collect-orphans``. SQLite
+    has no such hold: there a deposit of the very same bytes committing in the same moment
+    could lose them, and the next audit would report them missing.
     """
     result = await session.exec(
         select(ArchiveRetention).where(
@@ -549,7 +549,7 @@ async def remove_destroyed_objects(session: AsyncSession, store: ObjectStore) ->
             o.storage_key for o in await _objects_of(session, retention.archive_id)
         )
         for key in keys:
-            if await _held_elsewhere(session, key):
+            if not await holds.take(session, key) or await in_use(session, [key]):
                 continue
             await store.delete(key)
             removed.append(key)
@@ -577,15 +577,30 @@ def not_destroyed() -> Any:
     )
 
 
-async def _held_elsewhere(session: AsyncSession, storage_key: str) -> bool:
-    """Whether an archive not destroyed still holds an object with this content."""
-    result = await session.exec(
-        select(ArchiveObject.id)
+async def in_use(session: AsyncSession, contents: Iterable[str]) -> set[str]:
+    """Which of these contents something committed still needs: an object of an archive
+    not destroyed, any archive's manifest or ATR (kept after a destruction), or a
+    transfer's package still waiting or its reply."""
+    wanted = list(dict.fromkeys(contents))
+    if not wanted:
+        return set()
+    archive_objects = (
+        select(ArchiveObject.storage_key)
         .join(Archive, col(Archive.id) == col(ArchiveObject.archive_id))
-        .where(ArchiveObject.storage_key == storage_key, not_destroyed())
-        .limit(1)
+        .where(col(ArchiveObject.storage_key).in_(wanted), not_destroyed())
     )
-    return result.first() is not None
+    manifests = select(Archive.manifest_sha256).where(col(Archive.manifest_sha256).in_(wanted))
+    replies = select(Archive.reply_sha256).where(col(Archive.reply_sha256).in_(wanted))
+    packages = select(PendingTransfer.package_sha256).where(
+        col(PendingTransfer.package_sha256).in_(wanted), PendingTransfer.state != DONE
+    )
+    transfer_replies = select(PendingTransfer.reply_sha256).where(
+        col(PendingTransfer.reply_sha256).in_(wanted)
+    )
+    needed: set[str] = set()
+    for query in (archive_objects, manifests, replies, packages, transfer_replies):
+        needed.update(key for key in (await session.exec(query.distinct())).all() if key)
+    return needed
 
 
 async def _objects_of(session: AsyncSession, archive_id: uuid.UUID) -> list[ArchiveObject]:

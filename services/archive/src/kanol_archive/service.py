@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import uuid_utils
 
 from kanol_archive.documents import FetchedDocument
+from kanol_archive.holds import hold, put_held
 from kanol_archive.logbook import Logbook
 from kanol_archive.models import (
     Archive,
@@ -251,8 +252,9 @@ class ArchiveService:
         archive.seda_version = version.value
         archive.message_identifier = reply.request_identifier
         archive.reply_identifier = reply.message_identifier
-        archive.manifest_sha256 = (await self.store.put(manifest)).sha256
-        archive.reply_sha256 = (await self.store.put(reply_xml)).sha256
+        session = self.repository.session
+        archive.manifest_sha256 = (await put_held(session, self.store, manifest)).sha256
+        archive.reply_sha256 = (await put_held(session, self.store, reply_xml)).sha256
 
         if not await self.deposits.add_if_new(archive):
             log.info(
@@ -294,6 +296,7 @@ class ArchiveService:
     async def _store(
         self, archive_id: uuid.UUID, position: int, document: FetchedDocument
     ) -> ArchiveObject:
+        await hold(self.repository.session, document.ref.sha256)
         stored = await self.store.put_file(document.file)
         if stored.sha256 != document.ref.sha256:
             raise FingerprintMismatch(f"{document.ref.filename}: stored as {stored.sha256}")

@@ -33,6 +33,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import Message
 
 from kanol_archive import pending
+from kanol_archive.holds import hold
 from kanol_archive.logbook import Logbook
 from kanol_archive.models import Archive, ArchiveObject
 from kanol_archive.repository import ArchiveRepository
@@ -305,6 +306,7 @@ class TransferService:
         )
         objects = []
         for position, checked in enumerate(report.objects):
+            await hold(self.session, checked.sha256)
             with checked.file.open() as stream:
                 stored = await self.store.put_file(stream)
             if stored.sha256 != checked.sha256:
@@ -593,6 +595,7 @@ async def _accept_async(
         replayed = await replay(session, scope, idempotency_key, fingerprint)
         if replayed is not None:
             return replayed
+        await hold(session, fingerprint)
         with body.open("rb") as file:
             stored = await transfers.store.put_file(file)
     finally:

@@ -1,0 +1,69 @@
+"""Holds on stored content, so that a removal never takes content a deposit is about to use.
+
+Objects are addressed by their content: two deposits of the same bytes share one object,
+and a deposit may store bytes that an elimination or the orphan collector is about to
+remove. On PostgreSQL a writer *holds* each content it stores (a shared, transaction-scoped
+advisory lock, taken before the bytes go to the store) until its transaction ends; a
+remover *takes* the content (the same lock, exclusive) without waiting, and leaves it where
+it is when a writer holds it: that writer is about to reference it, or, if its transaction
+fails, leaves an orphan for the next collection.
+
+SQLite has no such lock. One process runs the service there, and its removals (approved
+eliminations) run in it; the orphan collector, a separate command, relies on its grace
+period alone: content stored within it is never removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from kanol_common.storage import ObjectStore, StoredObject
+
+# The two-key form of PostgreSQL's advisory locks keeps these apart from the single-key
+# locks of the logbook and the outbox relay; "KNOL" names the content holds.
+_HOLD_CLASS: Final = 0x4B4E4F4C
+
+
+async def hold(session: AsyncSession, sha256: str) -> None:
+    """Hold this content until the session's transaction ends: no removal takes it."""
+    if not _locks_available(session):
+        return
+    await session.exec(  # type: ignore[call-overload]
+        text("SELECT pg_advisory_xact_lock_shared(:class, :key)").bindparams(
+            **{"class": _HOLD_CLASS, "key": _key_of(sha256)}
+        )
+    )
+
+
+async def take(session: AsyncSession, sha256: str) -> bool:
+    """Take this content for removal until the session's transaction ends; ``False`` when
+    a writer holds it now, and the remover must leave it."""
+    if not _locks_available(session):
+        return True
+    result = await session.exec(  # type: ignore[call-overload]
+        text("SELECT pg_try_advisory_xact_lock(:class, :key)").bindparams(
+            **{"class": _HOLD_CLASS, "key": _key_of(sha256)}
+        )
+    )
+    return bool(result.scalar())
+
+
+async def put_held(session: AsyncSession, store: ObjectStore, data: bytes) -> StoredObject:
+    """Store ``data`` under a hold in the session's transaction."""
+    await hold(session, hashlib.sha256(data).hexdigest())
+    return await store.put(data)
+
+
+def _locks_available(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _key_of(sha256: str) -> int:
+    """A signed 32-bit key from the content's address; two contents sharing one only wait
+    for each other a little more."""
+    key = int(sha256[:8], 16)
+    return key - (1 << 32) if key >= 1 << 31 else key
