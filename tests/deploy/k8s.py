@@ -40,10 +40,12 @@ def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) ->
 
 
 def workloads(resources: list[Resource]) -> Iterator[tuple[Resource, Resource]]:
-    """(workload, pod template) of every Deployment and Job."""
+    """(workload, pod template) of every Deployment, Job and CronJob."""
     for resource in resources:
         if resource["kind"] in ("Deployment", "Job"):
             yield resource, resource["spec"]["template"]
+        elif resource["kind"] == "CronJob":
+            yield resource, resource["spec"]["jobTemplate"]["spec"]["template"]
 
 
 def pod_labels(template: Resource) -> dict[str, str]:

@@ -24,7 +24,9 @@ PROMISED = {
     "DLQ size": "kanol_dlq_messages_total",
     "actes by state": "kanol_actes_waiting_for_transmission",
 }
-_METRIC = re.compile(r"\bkanol_[a-z0-9_]+")
+# Series of kube-state-metrics that alerts use, with their labels.
+KUBE_STATE_SERIES = {"kube_job_status_failed": frozenset({"job_name", "namespace", "reason"})}
+_METRIC = re.compile(r"\b(?:kanol|kube)_[a-z0-9_]+")
 _BY = re.compile(r"\bby\s*\(([^)]*)\)")
 _MATCHERS = re.compile(r"\{([^}]*)\}")
 
@@ -47,7 +49,7 @@ def expressions(board: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def series() -> dict[str, frozenset[str]]:
-    return metric_labels()
+    return metric_labels() | KUBE_STATE_SERIES
 
 
 def check_expression(expr: str, series: dict[str, frozenset[str]]) -> set[str]:

@@ -185,7 +185,8 @@ def test_variables_are_settings_and_load(overlays: dict[str, list[Resource]], ov
             assert not unknown, f"{workload['metadata']['name']}: {sorted(unknown)}"
             settings = load_settings(module, kanol)
             if module in SERVICES.values():
-                assert settings.service_name == workload["metadata"]["name"].removesuffix("-seed")
+                service = next(name for name, m in SERVICES.items() if m == module)
+                assert settings.service_name == service, workload["metadata"]["name"]
                 assert str(settings.data_dir) == "/data"
 
 
@@ -502,6 +503,34 @@ def test_policies_allow_what_each_workload_talks_to(
     assert not egress_allowed(resources, identity, actes, 8002)
     assert not ingress_allowed(resources, identity, actes, 8002, "http")
     assert not ingress_allowed(resources, actes, archive, 8003, "http")
+
+
+def test_archive_maintenance_runs_on_schedules_with_the_service_settings(
+    overlays: dict[str, list[Resource]], overlay: str
+) -> None:
+    """The audit, the logbook's verification and the orphan collection run as CronJobs,
+    one at a time, on the service's own database, object store and volume of objects."""
+    resources = overlays[overlay]
+    archive = named(resources, "Deployment", "archive")["spec"]["template"]["spec"]
+    (service,) = archive["containers"]
+    commands = {}
+    for cron_job in of_kind(resources, "CronJob"):
+        assert len(cron_job["spec"]["schedule"].split()) == 5, cron_job["metadata"]["name"]
+        assert cron_job["spec"]["concurrencyPolicy"] == "Forbid"
+        pod = cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        module, arguments = python_module_of(container["command"])
+        commands[arguments[0]] = module
+        # The service's settings, but for its client credentials (it fetches nothing).
+        environment = container_environment(resources, container)
+        assert environment.items() <= container_environment(resources, service).items()
+        assert {"KANOL_DATABASE_URL", "KANOL_STORAGE", "KANOL_S3_BUCKET"} <= environment.keys()
+        if environment["KANOL_STORAGE"] == "local":
+            volume = {v["name"]: v for v in pod["volumes"]}["data"]
+            assert volume == {v["name"]: v for v in archive["volumes"]}["data"]
+    assert commands == dict.fromkeys(
+        ("audit", "verify-logbook", "collect-orphans"), "kanol_archive"
+    )
 
 
 # -- monitoring ----------------------------------------------------------------------------
