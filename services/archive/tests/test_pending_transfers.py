@@ -210,3 +210,41 @@ async def test_a_package_lost_meanwhile_is_refused_with_a_reason(
     assert status["status"] == 422
     reply = await api.get(status["reply_url"], headers=bearer(tokens, SIREN, SCOPES))
     assert "send it again" in reply.text
+
+
+async def test_finished_transfers_are_forgotten_after_their_keeping_time(
+    archive_app: FastAPI, api: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    files = _files()
+    sent = manifest(description(files, siren=SIREN, message_identifier=_message_id()))
+    accepted_location = (await _post_async(api, tokens, zip_package(sent, files))).headers[
+        "location"
+    ]
+    refused_location = (await _post_async(api, tokens, b"no ZIP, refused")).headers["location"]
+    accepted = await _done(api, tokens, accepted_location)
+    refused = await _done(api, tokens, refused_location)
+    locations = (accepted_location, refused_location)
+    rows = [await _row(archive_app, uuid.UUID(where.rsplit("/")[-1])) for where in locations]
+    worker: PendingTransfers = archive_app.state.pending_transfers
+    store: ObjectStore = archive_app.state.object_store
+
+    assert await worker.forget_finished() == 0  # finished just now: kept
+    runtime: ServiceRuntime = archive_app.state.runtime
+    async with runtime.database.session() as session:
+        for row in rows:
+            row.finished_at = datetime.now(UTC) - worker.keep_finished - timedelta(minutes=1)
+            session.add(row)
+        await session.commit()
+    forgotten = await worker.forget_finished()
+
+    assert forgotten == 2
+    for location in locations:
+        gone = await api.get(location, headers=bearer(tokens, SIREN, SCOPES))
+        assert gone.status_code == 404
+    assert rows[0].reply_sha256 and rows[1].reply_sha256
+    assert not await store.exists(rows[1].reply_sha256)  # the KO reply of nothing archived
+    assert await store.exists(rows[0].reply_sha256)  # the ATR stays with its archive
+    atr = await api.get(
+        f"/v1/archives/{accepted['archive_id']}/reply", headers=bearer(tokens, SIREN)
+    )
+    assert atr.status_code == 200 and refused["status"] == 422

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -55,6 +56,7 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
         store,
         settings.spool_dir(),
         transfers.package_check(store, settings, journal=Logbook(), rules=retention_rules),
+        keep_finished=timedelta(days=settings.pending_transfer_keep_days),
     )
 
     @asynccontextmanager

@@ -47,6 +47,10 @@ RESPOND_ASYNC: Final = "respond-async"
 # A replica that claimed a transfer and went silent this long is taken to have stopped.
 LEASE: Final = timedelta(minutes=30)
 POLL_SECONDS: Final = 5.0
+# Finished transfers past their keeping time are forgotten at most this often, this many
+# per transaction.
+FORGET_EVERY: Final = timedelta(hours=1)
+FORGET_BATCH: Final = 500
 PACKAGE_NAME: Final = "package.zip"
 
 
@@ -133,9 +137,11 @@ class PendingTransfers:
     store: ObjectStore
     spool_dir: Path
     check: PackageCheck
+    keep_finished: timedelta = timedelta(days=30)
 
     def __post_init__(self) -> None:
         self._wakeup = Wakeup()
+        self._forgotten_at: datetime | None = None
 
     def wake(self) -> None:
         self._wakeup.ring()
@@ -145,6 +151,9 @@ class PendingTransfers:
             try:
                 while await self.run_once():
                     pass
+                if self._forgotten_at is None or _now() - self._forgotten_at >= FORGET_EVERY:
+                    await self.forget_finished()
+                    self._forgotten_at = _now()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -164,6 +173,29 @@ class PendingTransfers:
             await self._note_error(pending.id, f"{type(exc).__name__}: {exc}")
             raise
         return True
+
+    async def forget_finished(self) -> int:
+        """Forget the transfers finished more than ``keep_finished`` ago, and remove their
+        replies nothing else needs (an accepted transfer's ATR stays with its archive);
+        how many were forgotten."""
+        forgotten = 0
+        while True:
+            async with self.database.session() as session:
+                repository = PendingTransferRepository(session)
+                batch = await repository.finished_before(_now() - self.keep_finished, FORGET_BATCH)
+                if not batch:
+                    break
+                await repository.forget([row.id for row in batch])
+                await session.commit()
+                replies = {row.reply_sha256 for row in batch if row.reply_sha256}
+                taken = [sha256 for sha256 in replies if await holds.take(session, sha256)]
+                for sha256 in set(taken) - await in_use(session, taken):
+                    await self.store.delete(sha256)
+                await session.commit()
+            forgotten += len(batch)
+        if forgotten:
+            log.info("transfer.pending_forgotten", count=forgotten)
+        return forgotten
 
     async def _fetch(self, sha256: str, path: Path) -> None:
         """The package back from the store into ``path``; nothing there if it is gone (the

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, delete, or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -205,4 +205,18 @@ class PendingTransferRepository:
             update(PendingTransfer)
             .where(col(PendingTransfer.id) == pending_id)
             .values(error=error[:2000])
+        )
+
+    async def finished_before(self, cutoff: datetime, limit: int) -> list[PendingTransfer]:
+        result = await self.session.exec(
+            select(PendingTransfer)
+            .where(PendingTransfer.state == DONE, col(PendingTransfer.finished_at) < cutoff)
+            .order_by(col(PendingTransfer.finished_at))
+            .limit(limit)
+        )
+        return list(result.all())
+
+    async def forget(self, pending_ids: Sequence[uuid.UUID]) -> None:
+        await self.session.exec(
+            delete(PendingTransfer).where(col(PendingTransfer.id).in_(pending_ids))
         )

@@ -39,6 +39,9 @@ class ArchiveSettings(CommonSettings):
     transfer_max_files: int = Field(default=10_000, gt=0)
     transfer_max_unpacked_bytes: int = Field(default=4 * 1024 * MIB, gt=0)
     transfer_max_compression_ratio: int = Field(default=100, gt=1)
+    # How long a finished `respond-async` transfer's status and KO reply stay to be fetched
+    # (an accepted transfer's ATR stays with its archive).
+    pending_transfer_keep_days: float = Field(default=30.0, gt=0)
 
     # Object storage: "local" (objects_dir) or "s3" (an S3-compatible bucket).
     storage: Literal["local", "s3"] = "local"
