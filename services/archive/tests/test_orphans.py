@@ -14,10 +14,11 @@ import pytest
 from fastapi import FastAPI
 from sqlmodel import col, select
 
-from kanol_archive import holds, orphans
+from kanol_archive import orphans
 from kanol_archive.__main__ import main
 from kanol_archive.logbook import LogbookEntry, Operation
 from kanol_archive.settings import ArchiveSettings
+from kanol_common import holds
 from kanol_common.runtime import ServiceRuntime
 from kanol_common.storage import LocalObjectStore
 

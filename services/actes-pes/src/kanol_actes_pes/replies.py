@@ -39,6 +39,7 @@ from kanol_common.events.actes import (
     ClassificationUpdated,
 )
 from kanol_common.events.base import DocumentRef
+from kanol_common.holds import put_held
 from kanol_common.logging import get_logger
 from kanol_common.storage import LocalObjectStore
 
@@ -69,7 +70,7 @@ async def store_message_documents(
     documents: list[ActeDocument] = []
     entries = [(xml[0], xml[1], MEDIA_TYPE_XML, None), *files]
     for index, (name, content, media_type, type_piece) in enumerate(entries):
-        stored = await store.put(content)
+        stored = await put_held(session, store, content)
         document = ActeDocument(
             acte_id=acte.id,
             role=message_role(number, index or None),
@@ -298,7 +299,7 @@ async def record_classification(
         log.info("classification.unchanged", departement=departement)
         return False
     parsed = classification.from_root(received.root)
-    stored = await store.put(message.content)
+    stored = await put_held(session, store, message.content)
     repository.add(
         session,
         StoredClassification(

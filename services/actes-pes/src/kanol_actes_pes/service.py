@@ -72,6 +72,7 @@ from kanol_common.events.actes import (
     AnnexeInfo,
 )
 from kanol_common.events.base import DocumentRef
+from kanol_common.holds import hold
 from kanol_common.logging import get_logger
 from kanol_common.organisations import OrganisationProjection
 from kanol_common.siren import is_valid_siret
@@ -360,6 +361,7 @@ async def submit_acte(
     await _flush(session, metadata)
 
     for received in (pdf, *annexes):
+        await hold(session, received.sha256)
         stored = await store.put_file(received.file)
         _ensure_same(stored, received)
     log.info(

@@ -54,6 +54,7 @@ from kanol_actes_pes.prefecture.transmission import (
 )
 from kanol_actes_pes.settings import ActesPesSettings
 from kanol_common.db import Database, as_utc
+from kanol_common.holds import put_held
 from kanol_common.logging import get_logger
 from kanol_common.storage import LocalObjectStore
 from kanol_common.wakeup import Wakeup
@@ -374,7 +375,7 @@ class Transmitter:
             ),
         }
         for role, file in files.items():
-            stored = await self.store.put(file.content)
+            stored = await put_held(session, self.store, file.content)
             repository.add(
                 session,
                 ActeDocument(
@@ -805,7 +806,7 @@ class Receiver:
             # The PDF was read at submission; a stamp that fails must not lose the ARActe.
             log.exception("acte.stamp_failed", acte_id=str(acte.id))
             return None
-        stored = await self.store.put(content)
+        stored = await put_held(session, self.store, content)
         document = ActeDocument(
             acte_id=acte.id,
             role=DocumentRole.ACTE_TAMPONNE.value,
@@ -822,7 +823,7 @@ class Receiver:
     async def _store_reply(
         self, session: AsyncSession, acte: Acte, role: DocumentRole, message: ReturnMessage
     ) -> ActeDocument:
-        stored = await self.store.put(message.content)
+        stored = await put_held(session, self.store, message.content)
         document = ActeDocument(
             acte_id=acte.id,
             role=role.value,

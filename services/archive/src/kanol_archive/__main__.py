@@ -7,11 +7,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 
 from kanol_archive.app import MIGRATIONS_DIR, create_app
 from kanol_archive.settings import ArchiveSettings
 from kanol_common.db import Database, upgrade_to_head
+from kanol_common.orphans import add_command as add_orphans_command
 from kanol_common.storage import ObjectStore, object_store
 
 
@@ -43,20 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser(
         "propose-eliminations", help="raise elimination proposals for the archives now due"
     )
-    orphans = commands.add_parser(
-        "collect-orphans",
-        help="remove stored content nothing refers to (left by failed deposits)",
-    )
-    orphans.add_argument(
-        "--grace-hours",
-        type=float,
-        default=24.0,
-        help="leave content written less than this ago (default: 24)",
-    )
-    orphans.add_argument(
-        "--dry-run", action="store_true", help="list the orphans without removing them"
-    )
-    orphans.add_argument("--quiet", action="store_true", help="no progress display")
+    add_orphans_command(commands)
     args = parser.parse_args(argv)
 
     settings = ArchiveSettings()
@@ -70,10 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "seal-logbook":
         return asyncio.run(_seal_logbook(settings))
     if args.command == "collect-orphans":
-        grace = timedelta(hours=args.grace_hours)
-        return asyncio.run(
-            _collect_orphans(settings, grace, dry_run=args.dry_run, quiet=args.quiet)
-        )
+        return asyncio.run(_collect_orphans(settings, args))
     return asyncio.run(_propose_eliminations(settings))
 
 
@@ -197,41 +181,17 @@ async def _propose_eliminations(settings: ArchiveSettings) -> int:
     return 0
 
 
-async def _collect_orphans(
-    settings: ArchiveSettings, grace: timedelta, *, dry_run: bool, quiet: bool
-) -> int:
-    from rich.progress import Progress, SpinnerColumn, TextColumn
-
+async def _collect_orphans(settings: ArchiveSettings, args: argparse.Namespace) -> int:
     from kanol_archive import orphans
+    from kanol_archive.retention import in_use
+    from kanol_common.orphans import run_command
 
-    if grace < timedelta(0):
-        print("--grace-hours cannot be negative", file=sys.stderr)
-        return 2
     database, store = await _open(settings)
-    columns = (SpinnerColumn(), TextColumn("{task.completed} objects listed"))
     try:
-        with Progress(*columns, disable=quiet) as display:
-            task = display.add_task("collect-orphans")
-            collection = await orphans.collect(
-                database,
-                store,
-                grace=grace,
-                dry_run=dry_run,
-                progress=lambda listed: display.advance(task, listed),
-            )
+        return await run_command(args, database, store, in_use, record=orphans.record)
     finally:
         await store.close()
         await database.dispose()
-
-    verb = "would remove" if dry_run else "removed"
-    for orphan in collection.orphans:
-        print(f"  {orphan.sha256} {orphan.size} bytes, written {orphan.modified_at:%Y-%m-%d %H:%M}")
-    print(
-        f"{collection.listed} objects listed; {verb} {len(collection.orphans)} orphan(s), "
-        f"{collection.orphan_bytes / 1e6:.1f} MB"
-        + ("" if dry_run else f", and {collection.leftovers} leftover(s) of interrupted writes")
-    )
-    return 0
 
 
 async def _open(settings: ArchiveSettings) -> tuple[Database, ObjectStore]:

@@ -28,14 +28,14 @@ from fastapi.responses import JSONResponse, Response
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kanol_archive import holds
-from kanol_archive.holds import put_held
 from kanol_archive.models import CHECKING, DONE, RECEIVED, PendingTransfer
 from kanol_archive.repository import PendingTransferRepository
 from kanol_archive.retention import in_use
+from kanol_common import holds
 from kanol_common.auth import Caller, require_scopes
 from kanol_common.db import Database, UtcDateTime
 from kanol_common.errors import Conflict, NotFound
+from kanol_common.holds import put_held
 from kanol_common.logging import get_logger
 from kanol_common.runtime import DatabaseSession
 from kanol_common.storage import ObjectNotFound, ObjectStore

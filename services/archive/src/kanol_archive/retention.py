@@ -30,7 +30,7 @@ from sqlalchemy import JSON, Column, DateTime, Index, and_, or_
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kanol_archive import holds, logbook
+from kanol_archive import logbook
 from kanol_archive.logbook import Operation
 from kanol_archive.models import DONE, Archive, ArchiveObject, PendingTransfer
 from kanol_archive.seda.rules import (
@@ -42,7 +42,7 @@ from kanol_archive.seda.rules import (
     DepositRules,
     acte_kind,
 )
-from kanol_common import outbox
+from kanol_common import holds, outbox
 from kanol_common.db import Database, UtcDateTime
 from kanol_common.errors import Conflict, NotFound
 from kanol_common.events.archive import ArchiveEliminated, EliminationProposed
@@ -531,7 +531,7 @@ async def remove_destroyed_objects(session: AsyncSession, store: ObjectStore) ->
     an approval whose process stopped between its commit and the deletions. The caller
     commits (it records what was removed).
 
-    Content a deposit holds at this moment (see :mod:`kanol_archive.holds`) stays: that
+    Content a deposit holds at this moment (see :mod:`kanol_common.holds`) stays: that
     deposit is about to reference it, or leaves an orphan for ``collect-orphans``. SQLite
     has no such hold: there a deposit of the very same bytes committing in the same moment
     could lose them, and the next audit would report them missing.

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import uuid_utils
 
 from kanol_archive.documents import FetchedDocument
-from kanol_archive.holds import hold, put_held
 from kanol_archive.logbook import Logbook
 from kanol_archive.models import (
     Archive,
@@ -50,6 +49,7 @@ from kanol_common.errors import NotFound
 from kanol_common.events.actes import ActeAcknowledged
 from kanol_common.events.archive import ArchiveDeposited
 from kanol_common.events.pes import PesFlowAcknowledged
+from kanol_common.holds import hold, put_held
 from kanol_common.logging import get_logger
 from kanol_common.storage import ObjectStore
 

@@ -33,7 +33,6 @@ from starlette.datastructures import UploadFile
 from starlette.types import Message
 
 from kanol_archive import pending
-from kanol_archive.holds import hold
 from kanol_archive.logbook import Logbook
 from kanol_archive.models import Archive, ArchiveObject
 from kanol_archive.repository import ArchiveRepository
@@ -74,6 +73,7 @@ from kanol_common import outbox
 from kanol_common.auth import Caller, require_scopes
 from kanol_common.errors import Conflict, PayloadTooLarge, UnsupportedMediaType
 from kanol_common.events.archive import TransferRejected
+from kanol_common.holds import hold
 from kanol_common.idempotency import (
     IdempotencyKey,
     commit_or_replay,

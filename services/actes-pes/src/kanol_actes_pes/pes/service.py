@@ -54,6 +54,7 @@ from kanol_common.events.pes import (
     PesFlowTransmitted,
     PesRetourReceived,
 )
+from kanol_common.holds import hold
 from kanol_common.logging import get_logger
 from kanol_common.storage import LocalObjectStore
 from kanol_common.tracing import extract_context, get_tracer, inject_headers
@@ -231,6 +232,7 @@ async def submit_flow(
     except IntegrityError as exc:
         raise _duplicate(checked, None) from exc
 
+    await hold(session, checked.sha256)
     stored = await store.put(checked.content)
     if stored.sha256 != checked.sha256:
         raise RuntimeError("the stored flow differs from the upload it was read from")

@@ -48,6 +48,7 @@ from kanol_actes_pes.pes.models import (
 from kanol_actes_pes.settings import ActesPesSettings
 from kanol_common.db import Database
 from kanol_common.errors import Problem
+from kanol_common.holds import put_held
 from kanol_common.logging import get_logger
 from kanol_common.storage import LocalObjectStore
 from kanol_common.wakeup import Wakeup
@@ -359,7 +360,7 @@ class AcquitReceiver:
         return True
 
     async def _store(self, session: AsyncSession, flow: PesFlow, file: HeliosFile) -> PesDocument:
-        stored = await self.store.put(file.content)
+        stored = await put_held(session, self.store, file.content)
         document = PesDocument(
             flow_id=flow.id,
             role=PesDocumentRole.PES_ACQUIT.value,
@@ -415,7 +416,7 @@ class RetourFetcher:
         except Problem as exc:
             log.error("pes.retour_unreadable", filename=file.filename, detail=exc.detail)
             return
-        stored = await self.store.put(file.content)
+        stored = await put_held(session, self.store, file.content)
         retour = PesRetour(
             helios_id=file.helios_id,
             siren=header.id_coll[:9],

@@ -1,16 +1,16 @@
-"""Holds on stored content, so that a removal never takes content a deposit is about to use.
+"""Holds on stored content, so that a removal never takes content a writer is about to use.
 
-Objects are addressed by their content: two deposits of the same bytes share one object,
-and a deposit may store bytes that an elimination or the orphan collector is about to
-remove. On PostgreSQL a writer *holds* each content it stores (a shared, transaction-scoped
-advisory lock, taken before the bytes go to the store) until its transaction ends; a
-remover *takes* the content (the same lock, exclusive) without waiting, and leaves it where
-it is when a writer holds it: that writer is about to reference it, or, if its transaction
-fails, leaves an orphan for the next collection.
+Objects are addressed by their content: two documents of the same bytes share one object,
+and a service may store bytes that a removal (an elimination, the orphan collector) is
+about to take. On PostgreSQL a writer *holds* each content it stores (a shared,
+transaction-scoped advisory lock, taken before the bytes go to the store) until its
+transaction ends; a remover *takes* the content (the same lock, exclusive) without
+waiting, and leaves it where it is when a writer holds it: that writer is about to
+reference it, or, if its transaction fails, leaves an orphan for the next collection.
 
-SQLite has no such lock. One process runs the service there, and its removals (approved
-eliminations) run in it; the orphan collector, a separate command, relies on its grace
-period alone: content stored within it is never removed.
+SQLite has no such lock. One process runs a service there, and the orphan collector, a
+separate command, relies on its grace period alone: content stored within it is never
+removed.
 """
 
 from __future__ import annotations
