@@ -208,7 +208,7 @@ def run_platform(
             "commune",
             platform.client_id,
             platform.client_secret,
-            "actes:write actes:read pes:write pes:read archive:read",
+            "actes:write actes:read pes:write pes:read archive:read org:admin",
         ),
     )
     for siren, name, kind, client_id, secret, scopes in seeds:

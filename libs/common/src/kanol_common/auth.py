@@ -68,9 +68,20 @@ class Caller:
     siren: str
     scopes: frozenset[str]
     token_id: str
+    # The agent the client acts for, or the client itself (the token's ``sub``), and when
+    # the token was issued (``iat``, seconds since the epoch; 0 when the token does not say).
+    subject: str = ""
+    issued_at: float = 0.0
 
     def has_scopes(self, *scopes: str) -> bool:
         return set(scopes) <= self.scopes
+
+
+class Revocations(Protocol):
+    """The clients and agents cut off since their tokens were issued (see
+    :mod:`kanol_common.revocations`), when the app holds them as ``app.state.revocations``."""
+
+    async def revoked(self, caller: Caller) -> str | None: ...
 
 
 @runtime_checkable
@@ -318,11 +329,14 @@ def _caller_from(claims: Mapping[str, Any]) -> Caller:
     if not isinstance(scope, str) or not isinstance(siren, str):
         raise InvalidToken("The token's scope and siren claims must be strings")
     client_id = claims.get("client_id", claims["sub"])
+    issued_at = claims.get("iat", 0)
     return Caller(
         client_id=str(client_id),
         siren=siren,
         scopes=frozenset(scope.split()),
         token_id=str(claims["jti"]),
+        subject=str(claims["sub"]),
+        issued_at=float(issued_at) if isinstance(issued_at, int | float) else 0.0,
     )
 
 
@@ -367,6 +381,11 @@ def require_scopes(*scopes: str) -> Callable[..., Awaitable[Caller]]:
         except KeySetUnavailable as exc:
             log.error("auth.jwks_unavailable", error=str(exc))
             raise ServiceUnavailable("The signing keys of identity cannot be fetched") from exc
+
+        revocations: Revocations | None = getattr(request.app.state, "revocations", None)
+        if revocations is not None and (reason := await revocations.revoked(caller)):
+            log.warning("auth.token_of_revoked", client_id=caller.client_id, tenant=caller.siren)
+            raise Unauthorized(reason)
 
         structlog.contextvars.bind_contextvars(tenant=caller.siren, client_id=caller.client_id)
         missing = sorted(required - caller.scopes)

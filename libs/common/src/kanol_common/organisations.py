@@ -17,6 +17,10 @@ organisation that is not subscribed to it:
     def upgrade() -> None:
         add_envelope_columns()
 
+    # and the revoked clients and agents (kanol_common.revocations)
+    def upgrade() -> None:
+        create_revocation_table()
+
     # routes.py
     Submitter = Annotated[Caller, Depends(require_subscription("actes", "actes:write"))]
 
@@ -45,6 +49,7 @@ from kanol_common.events.identity import (
     SubscriptionsChanged,
 )
 from kanol_common.logging import get_logger
+from kanol_common.revocations import register_revocation_handlers
 from kanol_common.runtime import ServiceRuntime, database_session
 
 log = get_logger(__name__)
@@ -213,10 +218,12 @@ def build_organisation_consumer(
     """A consumer group of its own on ``identity.events``, added to ``runtime``.
 
     The group defaults to ``<service>.organisations``, so the projection has its own
-    offsets, apart from the service's other consumers.
+    offsets, apart from the service's other consumers. It also keeps the revoked clients
+    and deactivated agents (:mod:`kanol_common.revocations`).
     """
     group = group_id or f"{runtime.settings.service_name}.organisations"
     consumer = EventConsumer(runtime, group_id=group, topics=[identity.TOPIC])
+    register_revocation_handlers(consumer)
     return register_organisation_handlers(consumer)
 
 

@@ -32,6 +32,7 @@ from kanol_common.http import create_app as create_service_app
 from kanol_common.leadership import Leadership, run_while_leading
 from kanol_common.logging import get_logger
 from kanol_common.organisations import build_organisation_consumer
+from kanol_common.revocations import RevocationList
 from kanol_common.runtime import ServiceRuntime
 from kanol_common.storage import LocalObjectStore
 
@@ -127,6 +128,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    # Tokens of clients and agents identity cut off are refused from the moment it is known.
+    app.state.revocations = RevocationList(runtime.database)
     app.state.actes = routes.ActesContext(
         settings=settings,
         store=store,

@@ -21,6 +21,7 @@ from kanol_archive.settings import ArchiveSettings
 from kanol_common.auth import ServiceTokenProvider
 from kanol_common.http import create_app as create_service_app
 from kanol_common.organisations import build_organisation_consumer
+from kanol_common.revocations import RevocationList
 from kanol_common.runtime import ServiceRuntime
 from kanol_common.storage import ObjectStore, object_store
 
@@ -95,6 +96,8 @@ def create_app(settings: ArchiveSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    # Tokens of clients and agents identity cut off are refused from the moment it is known.
+    app.state.revocations = RevocationList(runtime.database)
     app.state.object_store = store
     app.state.document_fetcher = fetcher
     app.state.retention_rules = retention_rules
