@@ -26,17 +26,22 @@ from kanol_common.storage import ObjectStore, StoredObject
 # The two-key form of PostgreSQL's advisory locks keeps these apart from the single-key
 # locks of the logbook and the outbox relay; "KNOL" names the content holds.
 _HOLD_CLASS: Final = 0x4B4E4F4C
+# Well under PostgreSQL's 65,535 parameters of a statement.
+_HOLDS_PER_STATEMENT: Final = 1000
 
 
-async def hold(session: AsyncSession, sha256: str) -> None:
-    """Hold this content until the session's transaction ends: no removal takes it."""
-    if not _locks_available(session):
+async def hold(session: AsyncSession, *contents: str) -> None:
+    """Hold these contents until the session's transaction ends: no removal takes them.
+    One round trip per ``_HOLDS_PER_STATEMENT`` contents."""
+    if not contents or not _locks_available(session):
         return
-    await session.exec(  # type: ignore[call-overload]
-        text("SELECT pg_advisory_xact_lock_shared(:class, :key)").bindparams(
-            **{"class": _HOLD_CLASS, "key": _key_of(sha256)}
+    for start in range(0, len(contents), _HOLDS_PER_STATEMENT):
+        chunk = contents[start : start + _HOLDS_PER_STATEMENT]
+        keys = {f"k{index}": _key_of(sha256) for index, sha256 in enumerate(chunk)}
+        locks = ", ".join(f"pg_advisory_xact_lock_shared(:class, :{name})" for name in keys)
+        await session.exec(  # type: ignore[call-overload]
+            text(f"SELECT {locks}").bindparams(**{"class": _HOLD_CLASS, **keys})
         )
-    )
 
 
 async def take(session: AsyncSession, sha256: str) -> bool:
@@ -52,10 +57,13 @@ async def take(session: AsyncSession, sha256: str) -> bool:
     return bool(result.scalar())
 
 
-async def put_held(session: AsyncSession, store: ObjectStore, data: bytes) -> StoredObject:
-    """Store ``data`` under a hold in the session's transaction."""
-    await hold(session, hashlib.sha256(data).hexdigest())
-    return await store.put(data)
+async def put_held(
+    session: AsyncSession, store: ObjectStore, *contents: bytes
+) -> list[StoredObject]:
+    """Store ``contents`` under holds in the session's transaction (one round trip for the
+    holds), in order."""
+    await hold(session, *(hashlib.sha256(data).hexdigest() for data in contents))
+    return [await store.put(data) for data in contents]
 
 
 def _locks_available(session: AsyncSession) -> bool:

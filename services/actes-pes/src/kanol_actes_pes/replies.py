@@ -69,8 +69,9 @@ async def store_message_documents(
     """The message's XML as ``message_{n}`` and its files as ``message_{n}_{k}``."""
     documents: list[ActeDocument] = []
     entries = [(xml[0], xml[1], MEDIA_TYPE_XML, None), *files]
-    for index, (name, content, media_type, type_piece) in enumerate(entries):
-        stored = await put_held(session, store, content)
+    stored_entries = await put_held(session, store, *(entry[1] for entry in entries))
+    for index, (name, _, media_type, type_piece) in enumerate(entries):
+        stored = stored_entries[index]
         document = ActeDocument(
             acte_id=acte.id,
             role=message_role(number, index or None),
@@ -299,7 +300,7 @@ async def record_classification(
         log.info("classification.unchanged", departement=departement)
         return False
     parsed = classification.from_root(received.root)
-    stored = await put_held(session, store, message.content)
+    (stored,) = await put_held(session, store, message.content)
     repository.add(
         session,
         StoredClassification(

@@ -360,8 +360,8 @@ async def submit_acte(
     )
     await _flush(session, metadata)
 
+    await hold(session, *(received.sha256 for received in (pdf, *annexes)))
     for received in (pdf, *annexes):
-        await hold(session, received.sha256)
         stored = await store.put_file(received.file)
         _ensure_same(stored, received)
     log.info(

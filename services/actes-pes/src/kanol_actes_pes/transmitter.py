@@ -374,8 +374,9 @@ class Transmitter:
                 archive.filename, archive.content, MEDIA_TYPE_ARCHIVE
             ),
         }
-        for role, file in files.items():
-            stored = await put_held(session, self.store, file.content)
+        contents = [file.content for file in files.values()]
+        stored_files = await put_held(session, self.store, *contents)
+        for (role, file), stored in zip(files.items(), stored_files, strict=True):
             repository.add(
                 session,
                 ActeDocument(
@@ -806,7 +807,7 @@ class Receiver:
             # The PDF was read at submission; a stamp that fails must not lose the ARActe.
             log.exception("acte.stamp_failed", acte_id=str(acte.id))
             return None
-        stored = await put_held(session, self.store, content)
+        (stored,) = await put_held(session, self.store, content)
         document = ActeDocument(
             acte_id=acte.id,
             role=DocumentRole.ACTE_TAMPONNE.value,
@@ -823,7 +824,7 @@ class Receiver:
     async def _store_reply(
         self, session: AsyncSession, acte: Acte, role: DocumentRole, message: ReturnMessage
     ) -> ActeDocument:
-        stored = await put_held(session, self.store, message.content)
+        (stored,) = await put_held(session, self.store, message.content)
         document = ActeDocument(
             acte_id=acte.id,
             role=role.value,

@@ -247,7 +247,7 @@ class PendingTransfers:
                 path = Path(folder) / PACKAGE_NAME
                 await self._fetch(pending.package_sha256, path)
                 checked = await self.check(session, path, caller)
-            stored = await put_held(session, self.store, checked.reply)
+            (stored,) = await put_held(session, self.store, checked.reply)
             await PendingTransferRepository(session).finish(
                 pending.id,
                 status=checked.status,

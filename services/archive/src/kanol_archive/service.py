@@ -253,8 +253,8 @@ class ArchiveService:
         archive.message_identifier = reply.request_identifier
         archive.reply_identifier = reply.message_identifier
         session = self.repository.session
-        archive.manifest_sha256 = (await put_held(session, self.store, manifest)).sha256
-        archive.reply_sha256 = (await put_held(session, self.store, reply_xml)).sha256
+        stored_manifest, stored_reply = await put_held(session, self.store, manifest, reply_xml)
+        archive.manifest_sha256, archive.reply_sha256 = stored_manifest.sha256, stored_reply.sha256
 
         if not await self.deposits.add_if_new(archive):
             log.info(

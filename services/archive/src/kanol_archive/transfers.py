@@ -305,8 +305,8 @@ class TransferService:
             deposited_at=datetime.now(UTC),
         )
         objects = []
+        await hold(self.session, *(checked.sha256 for checked in report.objects))
         for position, checked in enumerate(report.objects):
-            await hold(self.session, checked.sha256)
             with checked.file.open() as stream:
                 stored = await self.store.put_file(stream)
             if stored.sha256 != checked.sha256:

@@ -360,7 +360,7 @@ class AcquitReceiver:
         return True
 
     async def _store(self, session: AsyncSession, flow: PesFlow, file: HeliosFile) -> PesDocument:
-        stored = await put_held(session, self.store, file.content)
+        (stored,) = await put_held(session, self.store, file.content)
         document = PesDocument(
             flow_id=flow.id,
             role=PesDocumentRole.PES_ACQUIT.value,
@@ -416,7 +416,7 @@ class RetourFetcher:
         except Problem as exc:
             log.error("pes.retour_unreadable", filename=file.filename, detail=exc.detail)
             return
-        stored = await put_held(session, self.store, file.content)
+        (stored,) = await put_held(session, self.store, file.content)
         retour = PesRetour(
             helios_id=file.helios_id,
             siren=header.id_coll[:9],
