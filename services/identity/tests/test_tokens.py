@@ -206,7 +206,8 @@ class TestIntrospection:
     async def test_an_agents_access_token_is_active(self, identity: Identity, web: WebApp) -> None:
         agent = await web.agent()
         issued = await web.tokens(agent)
-        resource = await WebApp.create(identity)
+        # A service of the platform (documents:read, granted by an operator).
+        resource = await WebApp.create(identity, scopes="documents:read")
 
         response = await resource.post("/oauth/introspect", {"token": issued["access_token"]})
 
@@ -217,6 +218,20 @@ class TestIntrospection:
         assert body["client_id"] == web.client_id
         assert body["siren"] == web.siren
         assert "actes:write" in body["scope"].split()
+
+    async def test_another_organisations_client_learns_nothing(
+        self, identity: Identity, web: WebApp
+    ) -> None:
+        agent = await web.agent()
+        issued = await web.tokens(agent)
+        foreign = await WebApp.create(identity)
+
+        response = await foreign.post("/oauth/introspect", {"token": issued["access_token"]})
+        own = await web.post("/oauth/introspect", {"token": issued["access_token"]})
+
+        assert response.status_code == 200
+        assert response.json() == {"active": False}
+        assert own.json()["active"] is True
 
     async def test_a_refresh_token_is_active_for_its_own_client_only(
         self, identity: Identity, web: WebApp

@@ -20,7 +20,7 @@ from kanol_identity import service, tokens
 from kanol_identity.dependencies import SessionDep, SigningKeysDep, commit
 from kanol_identity.errors import InvalidGrant, InvalidRequest, InvalidScope, UnsupportedGrantType
 from kanol_identity.errors import OAuthError as OAuthErrorBase
-from kanol_identity.models import ApiClient
+from kanol_identity.models import DOCUMENTS_SCOPE, OPERATOR_SCOPE, ApiClient
 from kanol_identity.oauth.clients import AUTH_METHODS, authenticate
 from kanol_identity.repository import AgentRepository, ApiClientRepository
 from kanol_identity.settings import IdentitySettings
@@ -379,6 +379,8 @@ async def _introspection(
     inactive = {"active": False}
     claims = await tokens.read_access_token(session, keys, settings, presented)
     if claims is not None:
+        if not _may_introspect(client, claims):
+            return inactive
         holder = (str(claims["client_id"]), str(claims["sub"]), _issued_at(claims))
         if not await _holder_is_live(session, *holder):
             return inactive
@@ -410,6 +412,15 @@ async def _introspection(
         "exp": int(as_utc(refresh.expires_at).timestamp()),
         "iat": int(as_utc(refresh.issued_at).timestamp()),
     }
+
+
+def _may_introspect(client: ApiClient, claims: dict[str, Any]) -> bool:
+    """A client learns about its own organisation's access tokens; the platform's services
+    and operators (``documents:read``, ``identity:admin``, granted by an operator only)
+    about any. Another organisation's token is answered inactive, as an unknown one."""
+    if claims.get("client_id") == client.client_id or claims.get("siren") == client.siren:
+        return True
+    return bool(set(client.scopes) & {OPERATOR_SCOPE, DOCUMENTS_SCOPE})
 
 
 async def _holder_is_live(
