@@ -293,6 +293,17 @@ def test_an_agent_signs_in_with_a_second_factor_and_consents(
     )
     assert userinfo.json()["email"] == agent.login
 
+    # Signing out: identity asks to confirm (no ID token given), then the session is gone.
+    browser.get(f"{identity_process}/oauth/logout")
+    assert _wait_for(browser, "contenu").find_element(By.TAG_NAME, "h1").text == (
+        "Se déconnecter ?"
+    )
+    browser.find_element(By.CSS_SELECTOR, "button[value=logout]").click()
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.TAG_NAME, "h1").text == "Vous êtes déconnecté"
+    )
+    assert browser.get_cookie("kanol_session") is None
+
 
 def test_a_refused_consent_and_a_bad_redirect_uri(
     identity_process: str, callback: Callback, agent: AgentLogin, browser: webdriver.Chrome

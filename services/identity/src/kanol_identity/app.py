@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from kanol_common.http import create_app as create_service_app
 from kanol_common.runtime import ServiceRuntime
-from kanol_identity import housekeeping, login, routes
+from kanol_identity import housekeeping, login, logout, routes
 from kanol_identity.oauth.router import router as oauth_router
 from kanol_identity.settings import IdentitySettings
 from kanol_identity.signing import LocalKeysVerifier, SigningKeys, ensure_signing_key
@@ -40,7 +40,7 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
         settings,
         title="Kanol identity",
         description="Organisations, API clients and the OAuth 2.0 authorisation server.",
-        routers=[oauth_router, login.router, routes.router],
+        routers=[oauth_router, login.router, logout.router, routes.router],
         lifespan=lifespan,
     )
     app.state.runtime = runtime

@@ -130,17 +130,17 @@ class AuthorizationRequest:
 
 @router.get(AUTHORIZE_PATH)
 async def authorize(request: Request, session: SessionDep) -> Response:
-    settings = _settings(request)
+    settings = settings_of(request)
     try:
         authz = await _authorization_request(session, request.query_params.multi_items())
     except PageError as error:
-        return _error_page(request, error)
+        return error_page(request, error)
     except RedirectError as error:
         query = request.query_params
         return _redirect_error(settings, query.get("redirect_uri"), error, query.get("state"))
 
     login_session, cookie = await _current_or_new_session(session, request, settings)
-    agent = await _session_agent(session, login_session)
+    agent = await session_agent(session, login_session)
     if login_session.stage == AUTHENTICATED and agent is not None:
         response = await _consent_page(request, session, authz, login_session, agent)
     elif login_session.stage == TOTP and agent is not None:
@@ -158,12 +158,12 @@ async def authorize(request: Request, session: SessionDep) -> Response:
 
 @router.post("/oauth/authorize/login")
 async def submit_login(request: Request, session: SessionDep) -> Response:
-    settings = _settings(request)
+    settings = settings_of(request)
     form = await request.form()
     try:
         authz, login_session = await _checked_post(request, session, form)
     except PageError as error:
-        return _error_page(request, error)
+        return error_page(request, error)
     except RedirectError as error:
         return _redirect_error(
             settings, _text(form.get("redirect_uri")), error, _text(form.get("state"))
@@ -208,18 +208,18 @@ async def submit_login(request: Request, session: SessionDep) -> Response:
 
 @router.post("/oauth/authorize/totp")
 async def submit_totp(request: Request, session: SessionDep) -> Response:
-    settings = _settings(request)
+    settings = settings_of(request)
     form = await request.form()
     try:
         authz, login_session = await _checked_post(request, session, form)
     except PageError as error:
-        return _error_page(request, error)
+        return error_page(request, error)
     except RedirectError as error:
         return _redirect_error(
             settings, _text(form.get("redirect_uri")), error, _text(form.get("state"))
         )
 
-    agent = await _session_agent(session, login_session)
+    agent = await session_agent(session, login_session)
     if login_session.stage != TOTP or agent is None or agent.totp_secret is None:
         return _back_to_authorize(authz)
 
@@ -266,18 +266,18 @@ async def submit_totp(request: Request, session: SessionDep) -> Response:
 
 @router.post("/oauth/authorize/consent")
 async def submit_consent(request: Request, session: SessionDep) -> Response:
-    settings = _settings(request)
+    settings = settings_of(request)
     form = await request.form()
     try:
         authz, login_session = await _checked_post(request, session, form)
     except PageError as error:
-        return _error_page(request, error)
+        return error_page(request, error)
     except RedirectError as error:
         return _redirect_error(
             settings, _text(form.get("redirect_uri")), error, _text(form.get("state"))
         )
 
-    agent = await _session_agent(session, login_session)
+    agent = await session_agent(session, login_session)
     if login_session.stage != AUTHENTICATED or agent is None:
         return _back_to_authorize(authz)
     if form.get("decision") != "allow":
@@ -299,7 +299,7 @@ async def submit_consent(request: Request, session: SessionDep) -> Response:
     )
     await session.commit()
     parameters = {"code": code, "state": authz.state, "iss": settings.token_issuer}
-    return _redirect(authz.redirect_uri, parameters)
+    return redirect_to(authz.redirect_uri, parameters)
 
 
 @router.get("/oauth/static/login.css")
@@ -371,7 +371,7 @@ async def _checked_post(
     """A form's request checked again, and its CSRF token against the session's."""
     items = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
     authz = await _authorization_request(session, items)
-    login_session = await _current_session(session, request)
+    login_session = await current_session(session, request)
     presented = _text(form.get("csrf_token")) or ""
     if login_session is None or not secrets.compare_digest(
         presented.encode(), login_session.csrf_token.encode()
@@ -397,7 +397,7 @@ async def _granted(
 # -- sessions ------------------------------------------------------------------------------
 
 
-async def _current_session(session: AsyncSession, request: Request) -> LoginSession | None:
+async def current_session(session: AsyncSession, request: Request) -> LoginSession | None:
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
         return None
@@ -410,7 +410,7 @@ async def _current_session(session: AsyncSession, request: Request) -> LoginSess
 async def _current_or_new_session(
     session: AsyncSession, request: Request, settings: IdentitySettings
 ) -> tuple[LoginSession, str | None]:
-    current = await _current_session(session, request)
+    current = await current_session(session, request)
     if current is not None:
         return current, None
     return _new_session(session, settings, ANONYMOUS, None)
@@ -447,7 +447,7 @@ async def _replace_session(
     return raw
 
 
-async def _session_agent(session: AsyncSession, login_session: LoginSession) -> Agent | None:
+async def session_agent(session: AsyncSession, login_session: LoginSession) -> Agent | None:
     """The session's agent while it honours the session: deactivation ends it for good."""
     if login_session.agent_id is None:
         return None
@@ -580,7 +580,7 @@ def scope_label(scope: str) -> str:
     return scope
 
 
-def _error_page(request: Request, error: PageError) -> HTMLResponse:
+def error_page(request: Request, error: PageError) -> HTMLResponse:
     log.info("login.request_refused", reason=error.title)
     return templates.TemplateResponse(
         request,
@@ -608,10 +608,10 @@ def _redirect_error(
         "state": state,
         "iss": settings.token_issuer,
     }
-    return _redirect(redirect_uri or "", parameters)
+    return redirect_to(redirect_uri or "", parameters)
 
 
-def _redirect(redirect_uri: str, parameters: Mapping[str, str | None]) -> RedirectResponse:
+def redirect_to(redirect_uri: str, parameters: Mapping[str, str | None]) -> RedirectResponse:
     parts = urlsplit(redirect_uri)
     query = parse_qsl(parts.query, keep_blank_values=True)
     query += [(name, value) for name, value in parameters.items() if value is not None]
@@ -622,7 +622,7 @@ def _redirect(redirect_uri: str, parameters: Mapping[str, str | None]) -> Redire
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _settings(request: Request) -> IdentitySettings:
+def settings_of(request: Request) -> IdentitySettings:
     settings: IdentitySettings = request.app.state.settings
     return settings
 

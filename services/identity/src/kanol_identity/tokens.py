@@ -194,6 +194,24 @@ async def read_access_token(
     return decoded.claims
 
 
+async def read_id_token_hint(
+    session: AsyncSession, keys: SigningKeys, settings: IdentitySettings, token: str
+) -> dict[str, Any] | None:
+    """The claims of an ID token we signed, expired or not (a logout's ``id_token_hint``),
+    or None when it is not one of ours."""
+    try:
+        key_set = KeySet.import_key_set(await keys.public_key_set(session))
+        decoded = jwt.decode(token, key_set, algorithms=[ALGORITHM])
+    except (JoseError, ValueError, TypeError, UnicodeError):
+        return None
+    claims = decoded.claims
+    if decoded.header.get("typ") != ID_TOKEN_TYPE or claims.get("iss") != settings.token_issuer:
+        return None
+    if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("aud"), str):
+        return None
+    return claims
+
+
 async def revoke_access_token(session: AsyncSession, claims: dict[str, Any]) -> None:
     jti = str(claims["jti"])
     if await session.get(RevokedAccessToken, jti) is not None:

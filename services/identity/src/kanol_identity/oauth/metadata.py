@@ -52,6 +52,7 @@ def server_metadata(settings: IdentitySettings) -> dict[str, Any]:
         "userinfo_endpoint": f"{issuer}/oauth/userinfo",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
         "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "end_session_endpoint": f"{issuer}/oauth/logout",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "grant_types_supported": list(GRANT_TYPES),
         "response_types_supported": ["code"],
