@@ -321,8 +321,9 @@ def test_a_refused_consent_and_a_bad_redirect_uri(
     browser.get(url)
     assert browser.find_element(By.TAG_NAME, "h1").text == "Application inconnue"
 
-    # Signed in already (first test's session is another browser: sign in again), refuse.
-    url, state, _ = _authorize_url(identity_process, callback)
+    # Signed in already (first test's session is another browser: sign in again). The
+    # agent allowed this application in the first test; prompt=consent asks again: refuse.
+    url, state, _ = _authorize_url(identity_process, callback, prompt="consent")
     browser.get(url)
     browser.find_element(By.ID, "login").send_keys(agent.login)
     browser.find_element(By.ID, "password").send_keys(agent.password)

@@ -3,14 +3,17 @@ and every way a code exchange must be refused."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from kanol_common.auth import InvalidToken, StaticJwksVerifier
 from kanol_identity.oauth.testing import (
     REDIRECT_URI,
+    AgentLogin,
     WebApp,
     authorize_params,
     claims_of,
+    hidden_fields,
     pkce_pair,
     query_of,
     revoke_client,
@@ -209,3 +212,52 @@ class TestAuthorizationRequest:
         code, verifier, _ = await web.code(agent)
 
         assert (await web.exchange(code, verifier)).status_code == 200
+
+
+class TestRememberedConsent:
+    """What an agent allowed an application is not asked again at its next login."""
+
+    @staticmethod
+    async def _after_login(web: WebApp, agent: AgentLogin, **extra: str) -> httpx.Response:
+        """A fresh browser signs in: the answer of the authorisation that follows."""
+        _, challenge = pkce_pair()
+        params = authorize_params(web.client_id, challenge, **extra)
+        async with web.browser() as browser:
+            page = await browser.get("/oauth/authorize", params=params)
+            form = {**hidden_fields(page.text), "login": agent.login, "password": agent.password}
+            moved = await browser.post("/oauth/authorize/login", data=form)
+            return await browser.get(moved.headers["location"])
+
+    async def test_the_next_login_goes_straight_back_with_a_code(self, web: WebApp) -> None:
+        agent = await web.agent()
+        await web.code(agent)  # the first login shows the consent page, and the agent allows
+
+        answer = await self._after_login(web, agent)
+
+        assert answer.status_code == 303
+        assert answer.headers["location"].startswith(REDIRECT_URI)
+        code = query_of(answer.headers["location"])["code"]
+        assert (await web.exchange(code, None)).status_code == 400  # PKCE still required
+
+    async def test_prompt_consent_and_new_scopes_ask_again(self, web: WebApp) -> None:
+        agent = await web.agent()
+        await web.code(agent, scope="openid actes:read")
+
+        prompted = await self._after_login(web, agent, scope="openid actes:read", prompt="consent")
+        wider = await self._after_login(web, agent, scope="openid actes:read actes:write")
+
+        assert prompted.status_code == 200 and "Autoriser" in prompted.text
+        assert wider.status_code == 200 and "actes:write" in wider.text
+
+    async def test_a_refusal_forgets_what_was_allowed(self, web: WebApp) -> None:
+        agent = await web.agent()
+        await web.code(agent)
+        _, challenge = pkce_pair()
+        async with web.browser() as browser:
+            params = authorize_params(web.client_id, challenge, prompt="consent")
+            refused = await sign_in(browser, params, agent, decision="deny")
+        assert query_of(refused.headers["location"])["error"] == "access_denied"
+
+        answer = await self._after_login(web, agent)
+
+        assert answer.status_code == 200 and "Autoriser" in answer.text

@@ -145,8 +145,9 @@ class TestDeactivation:
         params = authorize_params(web.client_id, challenge)
         async with web.browser() as browser:
             await sign_in(browser, params, agent)
-            consent_again = await browser.get("/oauth/authorize", params=params)
-            assert "Autoriser" in consent_again.text
+            # Signed in and allowed before: straight back to the application with a code.
+            again = await browser.get("/oauth/authorize", params=params)
+            assert again.status_code == 303 and "code=" in again.headers["location"]
 
             await set_agent_active(web.database, agent.id, False)
             page = await browser.get("/oauth/authorize", params=params)

@@ -35,7 +35,7 @@ from kanol_identity import credentials, tokens
 from kanol_identity.dependencies import SessionDep
 from kanol_identity.models import Agent, ApiClient, utcnow
 from kanol_identity.oauth.clients import client_address
-from kanol_identity.oauth.models import LoginSession, digest
+from kanol_identity.oauth.models import Consent, LoginSession, digest
 from kanol_identity.repository import AgentRepository, ApiClientRepository
 from kanol_identity.settings import IdentitySettings
 from kanol_identity.throttle import Throttle, TooManyAttempts, account_key, address_key
@@ -57,6 +57,7 @@ REQUEST_PARAMETERS = (
     "code_challenge",
     "code_challenge_method",
     "nonce",
+    "prompt",
 )
 ANONYMOUS, TOTP, AUTHENTICATED = "anonymous", "totp", "authenticated"
 PAGE_HEADERS = {
@@ -120,6 +121,8 @@ class AuthorizationRequest:
     code_challenge: str
     nonce: str | None
     parameters: tuple[tuple[str, str], ...]
+    # OpenID Connect's prompt values; "consent" asks again what was allowed before.
+    prompt: frozenset[str] = frozenset()
 
     def query(self) -> str:
         return urlencode(self.parameters)
@@ -142,6 +145,9 @@ async def authorize(request: Request, session: SessionDep) -> Response:
     login_session, cookie = await _current_or_new_session(session, request, settings)
     agent = await session_agent(session, login_session)
     if login_session.stage == AUTHENTICATED and agent is not None:
+        if await _consented_before(session, authz, agent):
+            issued = await _issue_code(session, settings, authz, agent, login_session)
+            return _with_cookie(issued, cookie, settings)
         response = await _consent_page(request, session, authz, login_session, agent)
     elif login_session.stage == TOTP and agent is not None:
         response = _page(request, "totp.html", authz, login_session, action="/oauth/authorize/totp")
@@ -282,17 +288,30 @@ async def submit_consent(request: Request, session: SessionDep) -> Response:
         return _back_to_authorize(authz)
     if form.get("decision") != "allow":
         log.info("login.consent_refused", agent_id=agent.id, client_id=authz.client.client_id)
+        await _forget_consent(session, agent, authz.client)
+        await session.commit()
         denied = RedirectError("access_denied", "The agent refused the authorisation.")
         return _redirect_error(settings, authz.redirect_uri, denied, authz.state)
 
-    granted = await _granted(session, authz, agent)
+    await _remember_consent(session, agent, authz.client, await _granted(session, authz, agent))
+    return await _issue_code(session, settings, authz, agent, login_session)
+
+
+async def _issue_code(
+    session: AsyncSession,
+    settings: IdentitySettings,
+    authz: AuthorizationRequest,
+    agent: Agent,
+    login_session: LoginSession,
+) -> Response:
+    """The code for what the agent allowed, sent to the client's redirect_uri."""
     code = await tokens.new_authorization_code(
         session,
         settings,
         client=authz.client,
         agent=agent,
         redirect_uri=authz.redirect_uri,
-        scopes=granted,
+        scopes=await _granted(session, authz, agent),
         code_challenge=authz.code_challenge,
         nonce=authz.nonce,
         auth_time=login_session.authenticated_at or utcnow(),
@@ -362,6 +381,7 @@ async def _authorization_request(
         code_challenge=code_challenge,
         nonce=params.get("nonce"),
         parameters=tuple((name, params[name]) for name in REQUEST_PARAMETERS if name in params),
+        prompt=frozenset(params.get("prompt", "").split()),
     )
 
 
@@ -392,6 +412,38 @@ async def _granted(
     return tuple(
         sorted(set(authz.scopes) & await tokens.agent_scopes(session, agent, authz.client))
     )
+
+
+async def _consented_before(
+    session: AsyncSession, authz: AuthorizationRequest, agent: Agent
+) -> bool:
+    """Whether the agent already allowed this application everything it may give now."""
+    if "consent" in authz.prompt:
+        return False
+    consent = await session.get(Consent, (agent.id, authz.client.client_id))
+    if consent is None:
+        return False
+    return set(await _granted(session, authz, agent)) <= set(consent.scopes)
+
+
+async def _remember_consent(
+    session: AsyncSession, agent: Agent, client: ApiClient, granted: tuple[str, ...]
+) -> None:
+    consent = await session.get(Consent, (agent.id, client.client_id))
+    if consent is None:
+        consent = Consent(
+            agent_id=agent.id, client_id=client.client_id, scopes=[], granted_at=utcnow()
+        )
+    consent.scopes = sorted(set(consent.scopes) | set(granted))
+    consent.granted_at = utcnow()
+    session.add(consent)
+    log.info("login.consent_given", agent_id=agent.id, client_id=client.client_id)
+
+
+async def _forget_consent(session: AsyncSession, agent: Agent, client: ApiClient) -> None:
+    consent = await session.get(Consent, (agent.id, client.client_id))
+    if consent is not None:
+        await session.delete(consent)
 
 
 # -- sessions ------------------------------------------------------------------------------

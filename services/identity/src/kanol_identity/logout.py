@@ -13,6 +13,7 @@ with an error page, never followed. The tokens an application holds are its own 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -102,7 +103,10 @@ async def confirm_logout(request: Request, session: SessionDep, keys: SigningKey
         return error_page(request, error)
 
     login_session = await current_session(session, request)
-    if login_session is not None and fields.get("csrf_token") != login_session.csrf_token:
+    presented = fields.get("csrf_token", "").encode()
+    if login_session is not None and not secrets.compare_digest(
+        presented, login_session.csrf_token.encode()
+    ):
         expired = PageError(
             "Formulaire expiré",
             "Ce formulaire ne vient pas de cette session : rechargez la page et recommencez.",

@@ -107,3 +107,16 @@ class LoginSession(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_moment())
     expires_at: datetime = Field(sa_column=_moment(index=True))
     authenticated_at: datetime | None = Field(default=None, sa_column=_moment(nullable=True))
+
+
+class Consent(SQLModel, table=True):
+    """What an agent allowed an application once: the login does not ask again for these
+    scopes, unless the application asks with ``prompt=consent``."""
+
+    __tablename__ = "consent"
+    __table_args__ = (PrimaryKeyConstraint("agent_id", "client_id", name="pk_consent"),)
+
+    agent_id: str = Field(sa_column=Column(String(36), nullable=False))
+    client_id: str = Field(sa_column=Column(String(100), nullable=False))
+    scopes: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    granted_at: datetime = Field(sa_column=_moment())

@@ -209,7 +209,8 @@ async def sign_in(
     *,
     decision: str = "allow",
 ) -> httpx.Response:
-    """Go through the login (and TOTP) pages and the consent; the final redirect's response."""
+    """Go through the login (and TOTP) pages and the consent, unless the agent allowed the
+    application before; the final redirect's response."""
     page = await http.get("/oauth/authorize", params=params)
     assert page.status_code == 200, page.text
     form = {**hidden_fields(page.text), "login": agent.login, "password": agent.password}
@@ -224,6 +225,8 @@ async def sign_in(
         )
         assert response.status_code == 303, response.text
         page = await http.get(response.headers["location"])
+    if page.status_code == 303 and decision == "allow":
+        return page  # allowed at an earlier login: straight back to the application
     assert "Autoriser" in page.text, page.text
     return await http.post(
         "/oauth/authorize/consent", data={**hidden_fields(page.text), "decision": decision}
