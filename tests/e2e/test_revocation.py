@@ -1,6 +1,6 @@
-"""A revoked API client, through the real processes: identity revokes it, and within
-seconds actes-pes and archive refuse the access token it still holds, which has not
-expired; the organisation's other software goes on."""
+"""Revocations through the real processes: identity revokes an API client, or one access
+token (RFC 7009), and within seconds actes-pes and archive refuse the token, which has not
+expired; the organisation's other software, and the client's other tokens, go on."""
 
 from __future__ import annotations
 
@@ -64,3 +64,26 @@ def test_a_revoked_clients_token_is_refused_before_it_expires(platform: Platform
     print(f"refused {time.monotonic() - revoked_at:.1f} s after the revocation")
     assert _status(actes, platform.token()).status_code == 200
     assert issued.json()["expires_in"] > REFUSED_WITHIN_SECONDS
+
+
+def test_one_revoked_token_is_refused_and_its_siblings_are_not(platform: Platform) -> None:
+    platform.wait_organisation_known()
+    revoked_token, sibling = platform.token(), platform.token()
+    actes = f"{platform.actes_url}/v1/actes"
+    assert _status(actes, revoked_token).status_code == 200
+
+    revoked = httpx.post(
+        f"{platform.identity_url}/oauth/revoke",
+        data={"token": revoked_token, "token_type_hint": "access_token"},
+        auth=(platform.client_id, platform.client_secret),
+        timeout=10,
+    )
+    assert revoked.status_code == 200
+    deadline = time.monotonic() + REFUSED_WITHIN_SECONDS
+    while _status(actes, revoked_token).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    refused = _status(actes, revoked_token)
+    assert refused.status_code == 401, f"still accepted {REFUSED_WITHIN_SECONDS} s later"
+    assert "access token was revoked" in refused.json()["detail"]
+    assert _status(actes, sibling).status_code == 200

@@ -20,12 +20,13 @@ from kanol_common.auth import Caller, require_scopes
 from kanol_common.consumer import HandlerContext
 from kanol_common.db import Database, as_utc
 from kanol_common.envelope import CloudEvent
-from kanol_common.events.identity import AgentDeactivated, ApiClientRevoked
+from kanol_common.events.identity import AccessTokenRevoked, AgentDeactivated, ApiClientRevoked
 from kanol_common.http import create_app
 from kanol_common.organisations import build_organisation_consumer
 from kanol_common.revocations import (
     AGENT,
     CLIENT,
+    TOKEN,
     Revocation,
     RevocationList,
     create_revocation_table,
@@ -90,10 +91,21 @@ async def test_tokens_issued_before_the_cut_are_refused(
             outbox.publish(session, revoked, subject=SIREN, tenant=SIREN)
             deactivated = AgentDeactivated(agent_id="agent-42", siren=SIREN)
             outbox.publish(session, deactivated, subject=SIREN, tenant=SIREN)
+            one_token = AccessTokenRevoked(
+                jti="jeton-revoque",
+                client_id="logiciel-cantine",
+                siren=SIREN,
+                expires_at=datetime.now(UTC) + timedelta(minutes=10),
+            )
+            outbox.publish(session, one_token, subject="logiciel-cantine", tenant=SIREN)
             await session.commit()
 
         async def projected() -> bool:
-            keys = (principal(CLIENT, "logiciel-mairie"), principal(AGENT, "agent-42"))
+            keys = (
+                principal(CLIENT, "logiciel-mairie"),
+                principal(AGENT, "agent-42"),
+                principal(TOKEN, "jeton-revoque"),
+            )
             return all([await _revoked(database, key) is not None for key in keys])
 
         await wait_until(projected, what="the revocations projected")
@@ -108,6 +120,7 @@ async def test_tokens_issued_before_the_cut_are_refused(
 
         revoked_client = tokens.issue(SIREN, "actes:read", "logiciel-mairie", iat=before)
         other_client = tokens.issue(SIREN, "actes:read", "logiciel-cantine", iat=before)
+        revoked_token = tokens.issue(SIREN, "actes:read", "logiciel-cantine", jti="jeton-revoque")
         agent_before = tokens.issue(SIREN, "actes:read", "portail", sub="agent-42", iat=before)
         # Reactivated, the agent signs in again: a token issued after the deactivation.
         agent_after = tokens.issue(
@@ -118,6 +131,8 @@ async def test_tokens_issued_before_the_cut_are_refused(
         assert refused_client[0] == 401 and "logiciel-mairie was revoked" in refused_client[1]
         assert refused_agent[0] == 401 and "deactivated" in refused_agent[1]
         assert (await status(other_client))[0] == 200
+        refused_token = await status(revoked_token)
+        assert refused_token[0] == 401 and "access token was revoked" in refused_token[1]
         assert (await status(agent_after))[0] == 200
 
 
@@ -139,6 +154,29 @@ async def test_a_late_event_does_not_move_the_cut_back(database: Database) -> No
 
     row = await _revoked(database, principal(CLIENT, "logiciel"))
     assert row is not None and as_utc(row.revoked_at) == later
+
+
+async def test_an_expired_tokens_revocation_is_no_longer_read(database: Database) -> None:
+    event = CloudEvent.new(
+        ApiClientRevoked(client_id="logiciel", siren=SIREN),
+        source="identity",
+        subject=SIREN,
+        tenant=SIREN,
+    )
+    now = datetime.now(UTC)
+    async with database.session() as session:
+        ctx = HandlerContext(session=session, envelope=event, group="test")
+        for jti, expires_at in (("expire", now - timedelta(hours=1)), ("vivant", now)):
+            await record(ctx, TOKEN, jti, SIREN, now, expires_at=expires_at)
+        await session.commit()
+
+    revocations = RevocationList(database)
+    await revocations.refresh()
+
+    dead = Caller("logiciel", SIREN, frozenset(), "expire", "logiciel", now.timestamp())
+    live = Caller("logiciel", SIREN, frozenset(), "vivant", "logiciel", now.timestamp())
+    assert await revocations.revoked(dead) is None
+    assert await revocations.revoked(live) == "This access token was revoked."
 
 
 async def test_the_migration_helper_drops_what_it_creates(database: Database) -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kanol_common.events.identity import AgentReactivated
+from kanol_common.events.identity import AccessTokenRevoked, AgentReactivated
 from kanol_common.testing.auth import TokenFactory
 from kanol_identity.oauth.testing import (
     WebApp,
@@ -179,6 +179,15 @@ class TestRevocation:
         assert response.status_code == 200
         introspected = await web.post("/oauth/introspect", {"token": issued["access_token"]})
         assert introspected.json() == {"active": False}
+        # The services verify offline: they hear of it (kanol_common.revocations).
+        claims = claims_of(issued["access_token"])
+        [event] = await outbox_events(web.identity, AccessTokenRevoked, web.client_id)
+        assert (event.jti, event.client_id, event.siren) == (
+            claims["jti"],
+            web.client_id,
+            web.siren,
+        )
+        assert int(event.expires_at.timestamp()) == claims["exp"]
 
     async def test_an_unknown_token_is_answered_200(self, web: WebApp) -> None:
         response = await web.post("/oauth/revoke", {"token": "nothing-of-ours"})

@@ -1,34 +1,35 @@
-"""Each service's list of the clients and agents identity cut off, so that their access
-tokens stop working within seconds rather than when they expire.
+"""Each service's list of the clients, agents and tokens identity cut off, so that the
+access tokens concerned stop working within seconds rather than when they expire.
 
 Services verify identity's access tokens offline, by signature. When identity revokes an
-API client or deactivates an agent it publishes ``ApiClientRevoked`` or
-``AgentDeactivated`` on ``identity.events``; the projection consumer of
-:mod:`kanol_common.organisations` writes the moment into table ``kanol_revocation``, and
-:func:`kanol_common.auth.require_scopes` refuses (401) any token whose client or agent was
-cut off at or after the moment the token was issued. A reactivated agent needs nothing
-more: the tokens issued after its reactivation are younger than its deactivation.
+API client, deactivates an agent or revokes one access token (RFC 7009) it publishes
+``ApiClientRevoked``, ``AgentDeactivated`` or ``AccessTokenRevoked`` on
+``identity.events``; the projection consumer of :mod:`kanol_common.organisations` writes
+it into table ``kanol_revocation``, and :func:`kanol_common.auth.require_scopes` refuses
+(401) a revoked token, and any token whose client or agent was cut off at or after the
+moment the token was issued. A reactivated agent needs nothing more: the tokens issued
+after its reactivation are younger than its deactivation.
 
 Requests read an in-memory copy of the table that is read again at most every
 ``REFRESH_SECONDS``: a revocation takes effect once its event is consumed and the copy
-refreshed, a few seconds in all. Rows older than the longest token lifetime could go; they
-are kept, a few per revoked client or agent, as the table stays small.
+refreshed, a few seconds in all. A revoked token's row goes once the token has expired;
+clients' and agents' rows stay, one per revoked client or deactivated agent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from sqlalchemy import Column, DateTime, String
-from sqlmodel import Field, SQLModel, select
+from sqlalchemy import Column, DateTime, String, delete, or_
+from sqlmodel import Field, SQLModel, col, select
 
 from kanol_common.auth import Caller
 from kanol_common.consumer import EventConsumer, HandlerContext
 from kanol_common.db import Database, as_utc
-from kanol_common.events.identity import AgentDeactivated, ApiClientRevoked
+from kanol_common.events.identity import AccessTokenRevoked, AgentDeactivated, ApiClientRevoked
 from kanol_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -37,6 +38,9 @@ TABLE: Final = "kanol_revocation"
 REFRESH_SECONDS: Final = 1.0
 CLIENT: Final = "client"
 AGENT: Final = "agent"
+TOKEN: Final = "token"
+# A revoked token's row stays this long past its expiry (the verifiers' clock leeway).
+EXPIRED_TOKEN_KEPT: Final = timedelta(minutes=5)
 
 
 class Revocation(SQLModel, table=True):
@@ -46,10 +50,14 @@ class Revocation(SQLModel, table=True):
 
     principal: str = Field(
         sa_column=Column(String(300), primary_key=True),
-        description="client:<client_id> or agent:<agent_id>",
+        description="client:<client_id>, agent:<agent_id> or token:<jti>",
     )
     siren: str = Field(sa_column=Column(String(9), nullable=False))
     revoked_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # A token's expiry, after which its row serves no purpose; none for clients and agents.
+    expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 def principal(kind: str, identifier: str) -> str:
@@ -71,6 +79,8 @@ class RevocationList:
         """Why the caller's token no longer counts (its client or agent was cut off after
         it was issued), or ``None``."""
         await self._refresh_if_old()
+        if principal(TOKEN, caller.token_id) in self._revoked:
+            return "This access token was revoked."
         client_cut = self._revoked.get(principal(CLIENT, caller.client_id))
         if client_cut is not None and client_cut >= caller.issued_at:
             return f"The API client {caller.client_id} was revoked after this token was issued."
@@ -80,8 +90,12 @@ class RevocationList:
         return None
 
     async def refresh(self) -> None:
+        live = or_(
+            col(Revocation.expires_at).is_(None),
+            col(Revocation.expires_at) > datetime.now(UTC) - EXPIRED_TOKEN_KEPT,
+        )
         async with self.database.session() as session:
-            rows = (await session.exec(select(Revocation))).all()
+            rows = (await session.exec(select(Revocation).where(live))).all()
         self._revoked = {row.principal: as_utc(row.revoked_at).timestamp() for row in rows}
         self._read_at = time.monotonic()
 
@@ -95,7 +109,13 @@ class RevocationList:
 
 
 async def record(
-    ctx: HandlerContext, kind: str, identifier: str, siren: str, revoked_at: datetime
+    ctx: HandlerContext,
+    kind: str,
+    identifier: str,
+    siren: str,
+    revoked_at: datetime,
+    *,
+    expires_at: datetime | None = None,
 ) -> None:
     """Keep the latest moment the principal was cut off (a parked event may come late)."""
     key = principal(kind, identifier)
@@ -105,7 +125,16 @@ async def record(
     if row is None:
         row = Revocation(principal=key, siren=siren, revoked_at=revoked_at)
     row.revoked_at = revoked_at
+    row.expires_at = expires_at
     ctx.session.add(row)
+
+
+async def _forget_expired_tokens(ctx: HandlerContext) -> None:
+    await ctx.session.exec(
+        delete(Revocation).where(
+            col(Revocation.expires_at) < datetime.now(UTC) - EXPIRED_TOKEN_KEPT
+        )
+    )
 
 
 def register_revocation_handlers(consumer: EventConsumer) -> EventConsumer:
@@ -120,6 +149,14 @@ def register_revocation_handlers(consumer: EventConsumer) -> EventConsumer:
     async def on_agent_deactivated(event: AgentDeactivated, ctx: HandlerContext) -> None:
         await record(ctx, AGENT, event.agent_id, event.siren, as_utc(ctx.envelope.time))
         log.info("revocation.projected", tenant=event.siren, agent_id=event.agent_id)
+
+    @consumer.on(AccessTokenRevoked)
+    async def on_token_revoked(event: AccessTokenRevoked, ctx: HandlerContext) -> None:
+        revoked_at = as_utc(ctx.envelope.time)
+        expires_at = as_utc(event.expires_at)
+        await record(ctx, TOKEN, event.jti, event.siren, revoked_at, expires_at=expires_at)
+        await _forget_expired_tokens(ctx)
+        log.info("revocation.projected", tenant=event.siren, client_id=event.client_id)
 
     return consumer
 
@@ -137,6 +174,7 @@ def create_revocation_table() -> None:
         sa.Column("principal", sa.String(300), primary_key=True),
         sa.Column("siren", sa.String(9), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
     )
 
 

@@ -25,7 +25,9 @@ from joserfc.jwk import KeySet
 from sqlalchemy import Table, inspect, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from kanol_common import outbox
 from kanol_common.db import as_utc
+from kanol_common.events.identity import AccessTokenRevoked
 from kanol_common.logging import get_logger
 from kanol_identity import subscriptions
 from kanol_identity.errors import InvalidGrant
@@ -213,17 +215,19 @@ async def read_id_token_hint(
 
 
 async def revoke_access_token(session: AsyncSession, claims: dict[str, Any]) -> None:
+    """Revoke one access token: introspection reads it here, and the services hear of it
+    (``AccessTokenRevoked``), since they verify tokens offline."""
     jti = str(claims["jti"])
     if await session.get(RevokedAccessToken, jti) is not None:
         return
+    client_id = str(claims.get("client_id", claims["sub"]))
+    expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
     session.add(
-        RevokedAccessToken(
-            jti=jti,
-            client_id=str(claims.get("client_id", claims["sub"])),
-            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
-            revoked_at=utcnow(),
-        )
+        RevokedAccessToken(jti=jti, client_id=client_id, expires_at=expires_at, revoked_at=utcnow())
     )
+    siren = str(claims["siren"])
+    revoked = AccessTokenRevoked(jti=jti, client_id=client_id, siren=siren, expires_at=expires_at)
+    outbox.publish(session, revoked, subject=client_id, tenant=siren)
     log.info("oauth.access_token_revoked", jti=jti, client_id=claims.get("client_id"))
 
 

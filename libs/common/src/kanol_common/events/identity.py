@@ -2,10 +2,13 @@
 
 Organisation and subscription events are keyed by the organisation's SIREN, so one
 organisation's events stay in order on their partition (a projection relies on it); agent
-events by the agent's id, API client events by the client id.
+events by the agent's id, API client events by the client id, a revoked access token's
+event by its client id.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -138,3 +141,16 @@ class ApiClientRevoked(EventData):
 
     client_id: str
     siren: str = Field(pattern=SIREN_PATTERN)
+
+
+class AccessTokenRevoked(EventData):
+    """One access token was revoked before it expired (RFC 7009): the services refuse it
+    from now on, though its signature still holds until ``expires_at``."""
+
+    event_type = "fr.kanol.identity.access_token.revoked.v1"
+    topic = TOPIC
+
+    jti: str
+    client_id: str
+    siren: str = Field(pattern=SIREN_PATTERN)
+    expires_at: datetime = Field(description="When the token would have expired anyway")
