@@ -35,6 +35,7 @@ from kanol_common.events.actes import (
     ActeCourrierSimpleReceived,
     ActeDefereReceived,
     ActeLettreObservationsReceived,
+    ActeMessageRefused,
     ActePiecesComplementairesAnswered,
     ActePiecesComplementairesRequested,
     ActeTransmissionStuck,
@@ -225,6 +226,50 @@ async def _answer(
     return await actes.http.post(
         f"/v1/actes/{acte_id}/messages/{message_id}/answers", files=files, headers=actes.headers()
     )
+
+
+async def test_messages_the_gateway_refuses_are_handed_back(
+    actes: Actes, kafka_bootstrap: str
+) -> None:
+    acte = await acknowledged_acte(actes)
+    letter = await actes.simulator.http.post(
+        f"/v1/operator/actes/{acte['identifiant_acte']}/letters",
+        json={"kind": "pieces_complementaires", "texte": "Pièces ?"},
+    )
+    assert letter.status_code == 202, letter.text
+    assert await actes.receiver.fetch_once(wait_seconds=2) == 1
+    messages_url = f"/v1/actes/{acte['id']}/messages"
+    [demande] = (await actes.http.get(messages_url, headers=actes.headers())).json()["items"]
+    simulator = actes.simulator.app.state.simulator
+    limits = simulator.config.limits
+    simulator.config.limits = type(limits)(max_archive_bytes=10)  # refuses every archive
+    assert (await _answer(actes, acte["id"], demande["id"], "3-4")).status_code == 201
+    cancel = f"/v1/actes/{acte['id']}/cancel"
+    assert (await actes.http.post(cancel, json={}, headers=actes.headers())).status_code == 202
+
+    assert await actes.app.state.actes_sender.send_due() == 2
+    simulator.config.limits = limits
+
+    by_code = {
+        m["code"]: m
+        for m in (await actes.http.get(messages_url, headers=actes.headers())).json()["items"]
+    }
+    assert by_code["3-4"]["state"] == by_code["6-1"]["state"] == "failed"
+    assert "exceeds" in by_code["3-4"]["last_error"]
+    assert by_code["3-1"]["state"] == "received"  # open again
+    assert (await actes.acte(acte["id"]))["state"] == "acknowledged"
+    refusals = [
+        event
+        for event in await events(actes, kafka_bootstrap, 7)
+        if isinstance(event, ActeMessageRefused)
+    ]
+    assert sorted(event.code for event in refusals) == ["3-4", "6-1"]
+    # The authority answers anew and asks the annulation anew: both go through now.
+    assert (await _answer(actes, acte["id"], demande["id"], "3-4")).status_code == 201
+    assert (await actes.http.post(cancel, json={}, headers=actes.headers())).status_code == 202
+    assert await actes.app.state.actes_sender.send_due() == 2
+    await actes.receiver.fetch_once(wait_seconds=2)
+    assert (await actes.acte(acte["id"]))["state"] == "cancelled"
 
 
 async def test_cancellation(actes: Actes, kafka_bootstrap: str) -> None:

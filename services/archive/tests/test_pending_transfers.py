@@ -50,6 +50,15 @@ async def _done(api: httpx.AsyncClient, tokens: TokenFactory, location: str) -> 
     return status
 
 
+async def _package_gone(store: ObjectStore, sha256: str) -> None:
+    """The package leaves the store once checked: just after the check's commit."""
+
+    async def gone() -> bool:
+        return not await store.exists(sha256)
+
+    await wait_until(gone, wait_seconds=10, what="the checked package removed")
+
+
 async def test_a_zip_is_answered_202_then_archived_with_its_atr_kept(
     archive_app: FastAPI,
     api: httpx.AsyncClient,
@@ -73,7 +82,7 @@ async def test_a_zip_is_answered_202_then_archived_with_its_atr_kept(
     assert archived.status_code == 200
     row = await _row(archive_app, uuid.UUID(location.rsplit("/")[-1]))
     store: ObjectStore = archive_app.state.object_store
-    assert not await store.exists(row.package_sha256)  # the package left once checked
+    await _package_gone(store, row.package_sha256)
     assert [
         p for p in archive_settings.spool_dir().iterdir() if p.name.startswith("pending-")
     ] == []
@@ -197,7 +206,7 @@ async def test_a_transfer_left_by_a_stopped_replica_is_taken_up(
 
     status = await _done(api, tokens, f"/v1/transfers/pending/{pending_id}")
     assert status["status"] == 201
-    assert not await store.exists(package.sha256)
+    await _package_gone(store, package.sha256)
 
 
 async def test_a_package_lost_meanwhile_is_refused_with_a_reason(

@@ -93,7 +93,8 @@ ALLOWED_TRANSITIONS: dict[ActeState, frozenset[ActeState]] = {
     # The authority cancels an acknowledged acte with a 6-1; the 6-2 settles it.
     ActeState.ACKNOWLEDGED: frozenset({ActeState.CANCELLATION_REQUESTED}),
     ActeState.REFUSED: frozenset(),
-    ActeState.CANCELLATION_REQUESTED: frozenset({ActeState.CANCELLED}),
+    # Back to acknowledged when the gateway refuses the 6-1 outright.
+    ActeState.CANCELLATION_REQUESTED: frozenset({ActeState.CANCELLED, ActeState.ACKNOWLEDGED}),
     ActeState.CANCELLED: frozenset(),
 }
 

@@ -54,12 +54,20 @@ from kanol_actes_pes.transmitter import emetteur_of
 from kanol_actes_pes.upload import ReceivedPdf
 from kanol_common import outbox
 from kanol_common.db import Database
-from kanol_common.events.actes import ActeAnswerSent, ActeCancellationRequested, ActeCancelled
+from kanol_common.events.actes import (
+    ActeAnswerSent,
+    ActeCancellationRequested,
+    ActeCancelled,
+    ActeMessageRefused,
+)
 from kanol_common.logging import get_logger
 from kanol_common.storage import LocalObjectStore
 from kanol_common.wakeup import Wakeup
 
 log = get_logger(__name__)
+
+# The annulation the authority sends (ACTES message 6-1).
+CANCELLATION_CODE = "6-1"
 
 # The answers each letter of the prefecture takes.
 ANSWERS_BY_KIND = {
@@ -140,11 +148,16 @@ async def request_cancellation(
         cancellation_reason=reason,
     )
     number = await repository.next_message_number(session, acte.id)
-    message = _new_message(acte, number, "6-1", "annulation")
+    message = _new_message(acte, number, CANCELLATION_CODE, "annulation")
     repository.add(session, message)
     xml = actes_xml.build_annulation(acte.identifiant_acte)
     await store_message_documents(
-        session, store, acte, number, (message_filename(acte.identifiant_acte, "6-1", 0), xml), []
+        session,
+        store,
+        acte,
+        number,
+        (message_filename(acte.identifiant_acte, CANCELLATION_CODE, 0), xml),
+        [],
     )
     _publish_requested(session, acte, reason)
     log.info("acte.cancellation_requested", acte_id=str(acte.id), tenant=acte.siren)
@@ -286,7 +299,7 @@ class MessageSender:
             try:
                 receipt = await self.gateway.transmit(archive)
             except TransmissionRejected as exc:
-                await self._fail(session, message, str(exc))
+                await self._fail(session, acte, message, str(exc))
                 return
             except (GatewayBusy, GatewayUnavailable) as exc:
                 await self._postpone(session, message, str(exc))
@@ -307,15 +320,57 @@ class MessageSender:
         content = await self.store.get(document.sha256)
         return ArchiveFile(document.filename, content, document.media_type)
 
-    async def _fail(self, session: AsyncSession, message: ActeMessage, error: str) -> None:
-        # A bug on Kanol's side (it built what the gateway refuses): shown on the message.
+    async def _fail(
+        self, session: AsyncSession, acte: Acte, message: ActeMessage, error: str
+    ) -> None:
+        """The gateway refused the message outright (too large, malformed): sending it
+        again would be refused again, so it is handed back to the authority. The letter
+        it answered opens again, a refused 6-1 puts the acte back to acknowledged."""
+        now = service.now_utc()
         message.state = MessageState.FAILED.value
         message.attempts += 1
         message.last_error = error
-        message.updated_at = service.now_utc()
+        message.updated_at = now
         session.add(message)
+        if message.in_reply_to is not None:
+            letter = await session.get(ActeMessage, message.in_reply_to)
+            if letter is not None and letter.state == MessageState.ANSWERED.value:
+                letter.state = MessageState.RECEIVED.value
+                letter.updated_at = now
+                session.add(letter)
+        if message.code == CANCELLATION_CODE and acte.state == ActeState.CANCELLATION_REQUESTED:
+            await service.change_state(
+                session,
+                acte,
+                ActeState.ACKNOWLEDGED,
+                reason=f"the gateway refused the annulation (6-1): {error}",
+                cancellation_requested_at=None,
+                cancellation_reason=None,
+            )
+        outbox.publish(
+            session,
+            ActeMessageRefused(
+                acte_id=str(acte.id),
+                siren=acte.siren,
+                identifiant_acte=acte.identifiant_acte,
+                message_id=str(message.id),
+                code=message.code,
+                in_reply_to=None if message.in_reply_to is None else str(message.in_reply_to),
+                reason=error,
+                refused_at=now,
+            ),
+            subject=str(acte.id),
+            tenant=acte.siren,
+        )
         await session.commit()
-        log.error("acte.message_refused", message_id=str(message.id), error=error)
+        log.error(
+            "acte.message_refused",
+            acte_id=str(acte.id),
+            message_id=str(message.id),
+            code=message.code,
+            tenant=acte.siren,
+            error=error,
+        )
 
     async def _postpone(self, session: AsyncSession, message: ActeMessage, error: str) -> None:
         seconds = self.settings.transmit_retry_base_seconds * 2 ** min(message.attempts, 10)

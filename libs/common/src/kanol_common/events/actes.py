@@ -165,6 +165,27 @@ class ActeAnswerSent(EventData):
     documents: tuple[DocumentRef, ...]
 
 
+class ActeMessageRefused(EventData):
+    """The prefecture's gateway refused outright a message the authority sent after the
+    dépôt (an answer, or a 6-1 annulation): sending it again would be refused again, so it
+    is handed back. The letter it answered may be answered anew; after a refused 6-1 the
+    acte is acknowledged again and its annulation may be asked anew."""
+
+    event_type = "fr.kanol.actes.message.refused.v1"
+    topic = TOPIC
+
+    acte_id: str
+    siren: str = Field(pattern=r"^[0-9]{9}$")
+    identifiant_acte: str
+    message_id: str = Field(description="The refused message's id")
+    code: str = Field(description="ACTES message code of the refused message, e.g. 3-4 or 6-1")
+    in_reply_to: str | None = Field(
+        default=None, description="The prefecture's message it answered, open again"
+    )
+    reason: str = Field(description="The gateway's reason")
+    refused_at: datetime
+
+
 class ActePiecesComplementairesAnswered(EventData):
     """The prefecture acknowledged the authority's answer to its request (message 3-5)."""
 
