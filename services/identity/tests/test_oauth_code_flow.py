@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from kanol_common.auth import InvalidToken, StaticJwksVerifier
+from kanol_common.events.identity import AccessTokenRevoked
 from kanol_identity.oauth.testing import (
     REDIRECT_URI,
     AgentLogin,
@@ -20,6 +21,8 @@ from kanol_identity.oauth.testing import (
     sign_in,
 )
 from kanol_identity.testing import BASE_URL, Identity, basic
+
+from .directory import outbox_events
 
 
 @pytest.fixture
@@ -142,6 +145,12 @@ class TestExchange:
         )
         assert refreshed.status_code == 400
         assert refreshed.json()["error"] == "invalid_grant"
+        # The access token the first exchange gave is revoked too, and the services told.
+        introspected = await web.post("/oauth/introspect", {"token": first["access_token"]})
+        assert introspected.json() == {"active": False}
+        jti = claims_of(first["access_token"])["jti"]
+        revoked = await outbox_events(identity, AccessTokenRevoked, web.client_id)
+        assert [event.jti for event in revoked] == [jti]
 
     async def test_another_clients_code_is_refused(self, identity: Identity, web: WebApp) -> None:
         agent = await web.agent()

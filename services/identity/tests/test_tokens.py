@@ -54,6 +54,10 @@ class TestRefresh:
         after = await web.refresh(second["refresh_token"])
         assert after.status_code == 400
         assert after.json()["error"] == "invalid_grant"
+        # And so do the access tokens the family gave.
+        for issued in (first, second):
+            introspected = await web.post("/oauth/introspect", {"token": issued["access_token"]})
+            assert introspected.json() == {"active": False}
 
     async def test_the_family_revoked_leaves_other_logins_alone(self, web: WebApp) -> None:
         agent = await web.agent()

@@ -20,6 +20,7 @@ from kanol_identity.models import utcnow
 from kanol_identity.oauth.models import (
     AuthorizationCode,
     ClientAssertionUse,
+    FamilyAccessToken,
     LoginSession,
     RefreshToken,
     RevokedAccessToken,
@@ -42,6 +43,9 @@ async def purge_expired(database: Database) -> dict[str, int]:
             col(AuthorizationCode.expires_at) < cutoff
         ),
         "refresh_token": delete(RefreshToken).where(col(RefreshToken.family_expires_at) < cutoff),
+        "family_access_token": delete(FamilyAccessToken).where(
+            col(FamilyAccessToken.expires_at) < utcnow()
+        ),
         "revoked_access_token": delete(RevokedAccessToken).where(
             col(RevokedAccessToken.expires_at) < utcnow()
         ),

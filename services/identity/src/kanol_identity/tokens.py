@@ -23,6 +23,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import Table, inspect, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_common import outbox
@@ -34,6 +35,7 @@ from kanol_identity.errors import InvalidGrant
 from kanol_identity.models import Agent, ApiClient, scopes_for_roles, utcnow
 from kanol_identity.oauth.models import (
     AuthorizationCode,
+    FamilyAccessToken,
     RefreshToken,
     RevokedAccessToken,
     digest,
@@ -215,20 +217,45 @@ async def read_id_token_hint(
 
 
 async def revoke_access_token(session: AsyncSession, claims: dict[str, Any]) -> None:
+    """Revoke the access token of these claims (RFC 7009)."""
+    await revoke_access_token_id(
+        session,
+        jti=str(claims["jti"]),
+        client_id=str(claims.get("client_id", claims["sub"])),
+        siren=str(claims["siren"]),
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+    )
+
+
+async def revoke_access_token_id(
+    session: AsyncSession, *, jti: str, client_id: str, siren: str, expires_at: datetime
+) -> None:
     """Revoke one access token: introspection reads it here, and the services hear of it
     (``AccessTokenRevoked``), since they verify tokens offline."""
-    jti = str(claims["jti"])
     if await session.get(RevokedAccessToken, jti) is not None:
         return
-    client_id = str(claims.get("client_id", claims["sub"]))
-    expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
     session.add(
         RevokedAccessToken(jti=jti, client_id=client_id, expires_at=expires_at, revoked_at=utcnow())
     )
-    siren = str(claims["siren"])
     revoked = AccessTokenRevoked(jti=jti, client_id=client_id, siren=siren, expires_at=expires_at)
     outbox.publish(session, revoked, subject=client_id, tenant=siren)
-    log.info("oauth.access_token_revoked", jti=jti, client_id=claims.get("client_id"))
+    log.info("oauth.access_token_revoked", jti=jti, client_id=client_id)
+
+
+def remember_in_family(
+    session: AsyncSession, family_id: str, issued: IssuedToken, *, client_id: str, siren: str
+) -> None:
+    """Keep an agent's access token with its login's family, to be revoked with it."""
+    expires_at = utcnow() + timedelta(seconds=issued.expires_in)
+    session.add(
+        FamilyAccessToken(
+            jti=issued.jti,
+            family_id=family_id,
+            client_id=client_id,
+            siren=siren,
+            expires_at=expires_at,
+        )
+    )
 
 
 # -- authorisation codes (RFC 6749 §4.1, PKCE RFC 7636) -------------------------------------
@@ -384,12 +411,27 @@ def refresh_token_is_active(row: RefreshToken) -> bool:
 
 
 async def revoke_family(session: AsyncSession, family_id: str, *, reason: str) -> None:
+    """Revoke a login's refresh tokens and the access tokens they gave that still live."""
     table = _table(RefreshToken)
     await session.exec(
         update(table)
         .where(table.c.family_id == family_id, table.c.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+    living = await session.exec(
+        select(FamilyAccessToken).where(
+            FamilyAccessToken.family_id == family_id,
+            col(FamilyAccessToken.expires_at) > utcnow(),
+        )
+    )
+    for token in living.all():
+        await revoke_access_token_id(
+            session,
+            jti=token.jti,
+            client_id=token.client_id,
+            siren=token.siren,
+            expires_at=token.expires_at,
+        )
     log.warning("oauth.refresh_family_revoked", family_id=family_id, reason=reason)
 
 

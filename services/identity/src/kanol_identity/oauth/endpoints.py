@@ -261,6 +261,9 @@ async def _agent_tokens(
         siren=agent.siren,
         scopes=granted,
     )
+    tokens.remember_in_family(
+        session, family_id, issued, client_id=client.client_id, siren=agent.siren
+    )
     refresh_token = await tokens.new_refresh_token(
         session,
         settings,

@@ -120,3 +120,17 @@ class Consent(SQLModel, table=True):
     client_id: str = Field(sa_column=Column(String(100), nullable=False))
     scopes: list[str] = Field(sa_column=Column(JSON, nullable=False))
     granted_at: datetime = Field(sa_column=_moment())
+
+
+class FamilyAccessToken(SQLModel, table=True):
+    """An access token issued to an agent's login (its refresh token family), kept until
+    it expires: revoking the family (a code or refresh token used twice, a deactivation)
+    revokes it too, at introspection and at the services."""
+
+    __tablename__ = "family_access_token"
+
+    jti: str = Field(sa_column=Column(String(64), primary_key=True))
+    family_id: str = Field(sa_column=Column(String(36), nullable=False, index=True))
+    client_id: str = Field(sa_column=Column(String(100), nullable=False))
+    siren: str = Field(sa_column=Column(String(9), nullable=False))
+    expires_at: datetime = Field(sa_column=_moment(index=True))
