@@ -3,6 +3,7 @@ announced once, whichever replica took it; one replica at a time reads the repli
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -55,3 +56,47 @@ async def test_two_replicas_transmit_and_acknowledge_each_acte_once(
     acknowledged = Counter(e.acte_id for e in events if isinstance(e, ActeAcknowledged))
     transmitted = Counter(e.acte_id for e in events if isinstance(e, ActeTransmitted))
     assert acknowledged == transmitted == Counter(ids)
+
+
+async def test_two_replicas_keep_to_the_hourly_volume_together(
+    postgres_database: Callable[[str], str],
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    tokens: TokenFactory,
+    simulator: Simulator,
+) -> None:
+    database_url = postgres_database("replicas_volume")
+    quiet = actes_settings(database_url, kafka_bootstrap, tmp_path / "data")
+    ids = []
+    async with asynccontextmanager(running_actes)(quiet, tokens, simulator) as submitter:
+        for _ in range(6):
+            submitted = await submitter.submit()
+            assert submitted.status_code == 201, submitted.text
+            ids.append(submitted.json()["id"])
+
+    # Two replicas start at once on six waiting actes, with a volume of three an hour (the
+    # database migrated already: two migrations at once in one process trip alembic).
+    settings = quiet.model_copy(
+        update={"background_tasks": True, "prefecture_max_per_hour": 3, "run_migrations": False}
+    )
+    replica = asynccontextmanager(running_actes)
+    async with AsyncExitStack() as stack:
+        replicas: list[Actes] = list(
+            await asyncio.gather(
+                *(stack.enter_async_context(replica(settings, tokens, simulator)) for _ in "ab")
+            )
+        )
+
+        async def states() -> Counter[str]:
+            return Counter([(await replicas[0].acte(acte_id))["state"] for acte_id in ids])
+
+        async def three_acknowledged() -> bool:
+            return (await states())["acknowledged"] == 3
+
+        await wait_until(three_acknowledged, wait_seconds=30, what="three actes acknowledged")
+        # Both replicas' turns come and go: the volume, spent, holds the rest back.
+        await asyncio.sleep(3 * settings.transmit_poll_seconds + 1)
+        final = await states()
+
+    assert final == Counter({"acknowledged": 3, "waiting_for_transmission": 3})
+    assert len(await simulator.transmissions()) == 3

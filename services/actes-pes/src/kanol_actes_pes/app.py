@@ -60,7 +60,9 @@ def create_app(
             settings.prefecture_url, timeout=settings.prefecture_timeout_seconds
         )
         gateway = owned_gateway
-    transmitter = Transmitter(runtime.database, store, settings, gateway)
+    # The transmitter and the sender spend one hourly volume towards the prefecture.
+    volume_lock = asyncio.Lock()
+    transmitter = Transmitter(runtime.database, store, settings, gateway, volume_lock=volume_lock)
     owned_helios: HttpHeliosGateway | None = None
     if helios is None:
         owned_helios = HttpHeliosGateway.for_url(
@@ -72,7 +74,7 @@ def create_app(
     retour_fetcher = RetourFetcher(runtime.database, store, settings, helios)
     pes_monitor = PesMonitor(runtime.database, settings)
     receiver = Receiver(runtime.database, store, settings, gateway)
-    sender = MessageSender(runtime.database, store, settings, gateway)
+    sender = MessageSender(runtime.database, store, settings, gateway, volume_lock=volume_lock)
     monitor = Monitor(runtime.database, settings)
     classifications = ClassificationCache()
     receiver.on_classification = classifications.forget
@@ -87,18 +89,18 @@ def create_app(
         async with runtime.lifespan(app):
             tasks: list[asyncio.Task[None]] = []
             if settings.background_tasks:
-                # Every replica transmits and sends (each claim is a compare-and-set); one at
-                # a time reads the gateways' reply feeds and reports late work.
-                singular = [receiver.run, monitor.run, acquit_receiver.run]
-                singular += [retour_fetcher.run, pes_monitor.run]
+                # One replica at a time sends to the prefecture, so that the hourly volume is
+                # never passed (one replica sends far more than a prefecture takes), reads
+                # the gateways' reply feeds and reports late work; every replica takes
+                # submissions and sends PES flows (each claim is a compare-and-set).
+                singular = [transmitter.run, sender.run, receiver.run, monitor.run]
+                singular += [acquit_receiver.run, retour_fetcher.run, pes_monitor.run]
                 leadership = Leadership(runtime.database, settings.service_name)
                 tasks.append(
                     asyncio.create_task(
                         run_while_leading(leadership, singular), name="actes-pes-leader"
                     )
                 )
-                tasks.append(asyncio.create_task(transmitter.run(), name="actes-transmitter"))
-                tasks.append(asyncio.create_task(sender.run(), name="actes-messages"))
                 if settings.classification_request_at_start:
                     tasks.append(
                         asyncio.create_task(

@@ -13,7 +13,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -246,6 +246,8 @@ class MessageSender:
     store: LocalObjectStore
     settings: ActesPesSettings
     gateway: PrefectureGateway
+    # The Transmitter's: see there.
+    volume_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self._wakeup = Wakeup()
@@ -265,6 +267,10 @@ class MessageSender:
 
     async def send_due(self) -> int:
         """Send the pending messages, oldest first, within the hourly volume left."""
+        async with self.volume_lock:
+            return await self._send_within_volume()
+
+    async def _send_within_volume(self) -> int:
         now = service.now_utc()
         async with self.database.session() as session:
             sent = await repository.sent_since(session, now - timedelta(hours=1))

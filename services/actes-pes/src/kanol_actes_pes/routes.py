@@ -222,7 +222,7 @@ async def list_actes(
     limit = clamp_limit(limit)
     actes = await repository.list_actes(session, caller.siren, filters, after, limit + 1)
     items, next_cursor = page_of(actes, limit, lambda a: PageCursor(a.created_at, a.id))
-    waiting = context.transmitter.capacity_exhausted
+    waiting = await service.hourly_volume_spent(session, context.settings)
     documents = await repository.documents_of_many(session, [acte.id for acte in items])
     public = [
         service.acte_public(
@@ -322,7 +322,7 @@ async def _public(session: AsyncSession, context: ActesContext, acte: Acte) -> A
         context.settings,
         acte,
         documents,
-        waiting_for_capacity=context.transmitter.capacity_exhausted,
+        waiting_for_capacity=await service.hourly_volume_spent(session, context.settings),
     )
 
 

@@ -425,6 +425,13 @@ def _state_change(
     )
 
 
+async def hourly_volume_spent(session: AsyncSession, settings: ActesPesSettings) -> bool:
+    """Whether the last hour's volume towards the prefecture is used up: the actes waiting
+    wait for capacity. Read from the database, so every replica answers the same."""
+    sent = await repository.sent_since(session, now_utc() - timedelta(hours=1))
+    return sent >= settings.prefecture_max_per_hour
+
+
 async def change_state(
     session: AsyncSession,
     acte: Acte,

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import anyio
@@ -92,6 +92,9 @@ class Transmitter:
     settings: ActesPesSettings
     gateway: PrefectureGateway
     after_send: AfterSend | None = None
+    # Shared with the MessageSender of the process: one of them at a time reads the hourly
+    # volume left and spends it, so that together they never pass the cap.
+    volume_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self._wakeup = Wakeup()
@@ -130,7 +133,11 @@ class Transmitter:
             await self.recover(acte_id)
 
         await self._requeue_failed(now)
+        async with self.volume_lock:
+            return await self._transmit_within_volume(now)
 
+    async def _transmit_within_volume(self, now: datetime) -> int:
+        """Send the due actes the hourly volume allows, oldest first."""
         async with self.database.session() as session:
             budget = await self._hourly_budget(session, now)
             due = await repository.waiting_for_transmission(
