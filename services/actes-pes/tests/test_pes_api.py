@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kanol_actes_pes.pes.testing import TestPki
+from kanol_actes_pes.pes.testing import ENCRYPTION_KEY_USAGE, TestPki
 from kanol_common.testing.organisations import seed_organisation
 
 from .conftest import OTHER_SIREN, PES_SAMPLE, Pes
@@ -145,6 +145,13 @@ async def test_a_signer_from_an_unknown_authority_is_refused(pes: Pes) -> None:
     stranger = TestPki.create(signer_name="Not trusted")
 
     await refused(pes, pes.flow(pki=stranger), 422, "pes-signer-untrusted")
+
+
+async def test_a_certificate_not_for_signing_is_refused(pes: Pes) -> None:
+    encryption_only = pes.pki.with_signer("Clé de chiffrement", key_usage=ENCRYPTION_KEY_USAGE)
+
+    detail = await refused(pes, pes.flow(pki=encryption_only), 422, "pes-signer-untrusted")
+    assert "not for signing" in detail
 
 
 async def test_a_flow_invalid_against_the_schema_is_refused(pes: Pes) -> None:

@@ -152,6 +152,7 @@ def _verify(
     signing_time = _signing_time(signature, properties, now)
     _check_cert_digest(signature, properties, signer)
     _check_valid_at(signature, signer, signing_time)
+    _check_key_usage(signature, signer)
     trusted, links = _check_chain(signer, certificates[1:], anchors, signing_time)
     revocation_checked = _check_revocations(signature, links, anchors, signing_time)
 
@@ -337,6 +338,23 @@ def _check_valid_at(
             f" {certificate.not_valid_after_utc.isoformat()}, not at the signing time"
             f" {moment.isoformat()}"
         )
+
+
+def _check_key_usage(signature: etree._Element, certificate: x509.Certificate) -> None:
+    """A certificate that states its key usages must allow signing (digitalSignature or
+    nonRepudiation): an encryption certificate does not sign a PES flow. Without the
+    extension, RFC 5280 allows any use."""
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if usage.digital_signature or usage.content_commitment:
+        return
+    raise PesSignerUntrusted(
+        f"Signature {signature.get('Id')}: the certificate of"
+        f" {certificate.subject.rfc4514_string()} is not for signing: its key usage allows"
+        " neither digitalSignature nor nonRepudiation"
+    )
 
 
 def _check_chain(

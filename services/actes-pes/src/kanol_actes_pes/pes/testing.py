@@ -38,6 +38,25 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
+def _key_usage(*, signing: bool) -> x509.KeyUsage:
+    """A signer's usages (digitalSignature, nonRepudiation), or an encryption key's."""
+    return x509.KeyUsage(
+        digital_signature=signing,
+        content_commitment=signing,
+        key_encipherment=not signing,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+SIGNING_KEY_USAGE = _key_usage(signing=True)
+ENCRYPTION_KEY_USAGE = _key_usage(signing=False)
+
+
 @dataclass(frozen=True)
 class TestPki:
     """A certification authority and one signer's certificate issued by it."""
@@ -71,19 +90,33 @@ class TestPki:
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .sign(ca_key, hashes.SHA256())
         )
+        authority = cls(ca_key, ca_certificate, ca_key, ca_certificate)
+        return authority.with_signer(signer_name, not_before=not_before, not_after=not_after)
+
+    def with_signer(
+        self,
+        signer_name: str = "Jeanne Le Gall, maire",
+        *,
+        not_before: datetime | None = None,
+        not_after: datetime | None = None,
+        key_usage: x509.KeyUsage = SIGNING_KEY_USAGE,
+    ) -> TestPki:
+        """The same authority with a new signer's certificate, for signing unless told."""
+        now = datetime.now(UTC)
         signer_key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
         signer_certificate = (
             x509.CertificateBuilder()
             .subject_name(_name(signer_name))
-            .issuer_name(ca_name)
+            .issuer_name(self.ca_certificate.subject)
             .public_key(signer_key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before or now - timedelta(days=365))
             .not_valid_after(not_after or now + timedelta(days=365))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA256())
+            .add_extension(key_usage, critical=True)
+            .sign(self.ca_key, hashes.SHA256())
         )
-        return cls(ca_key, ca_certificate, signer_key, signer_certificate)
+        return TestPki(self.ca_key, self.ca_certificate, signer_key, signer_certificate)
 
     def anchors(
         self, revocation_lists: tuple[x509.CertificateRevocationList, ...] = ()
