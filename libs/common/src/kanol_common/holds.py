@@ -16,12 +16,16 @@ removed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_common.storage import ObjectStore, StoredObject
+
+InUse = Callable[[AsyncSession, Iterable[str]], Awaitable[set[str]]]
+"""Which of these contents (SHA-256) something committed in the service still needs."""
 
 # The two-key form of PostgreSQL's advisory locks keeps these apart from the single-key
 # locks of the logbook and the outbox relay; "KNOL" names the content holds.
@@ -64,6 +68,27 @@ async def put_held(
     holds), in order."""
     await hold(session, *(hashlib.sha256(data).hexdigest() for data in contents))
     return [await store.put(data) for data in contents]
+
+
+async def remove_unused(
+    session: AsyncSession,
+    store: ObjectStore,
+    contents: Iterable[str],
+    in_use: InUse,
+    *,
+    dry_run: bool = False,
+) -> list[str]:
+    """Remove from the store those of ``contents`` that no writer holds and nothing
+    committed needs, and say which (with ``dry_run``, only say). They stay taken until the
+    session's transaction ends; the caller commits."""
+    wanted = list(dict.fromkeys(contents))
+    taken = [sha256 for sha256 in wanted if await take(session, sha256)]
+    needed = await in_use(session, taken)
+    unused = [sha256 for sha256 in taken if sha256 not in needed]
+    if not dry_run:
+        for sha256 in unused:
+            await store.delete(sha256)
+    return unused
 
 
 def _locks_available(session: AsyncSession) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kanol_common import holds
 from kanol_common.db import Database
+from kanol_common.holds import InUse
 from kanol_common.logging import get_logger
 from kanol_common.storage import ListedObject, ObjectStore
 
@@ -36,9 +37,6 @@ log = get_logger(__name__)
 # ends, and PostgreSQL's shared lock table is not endless.
 BATCH_SIZE: Final = 200
 DEFAULT_GRACE_HOURS: Final = 24.0
-
-InUse = Callable[[AsyncSession, Iterable[str]], Awaitable[set[str]]]
-"""Which of these contents (SHA-256) something committed in the service still needs."""
 
 
 @dataclass
@@ -115,16 +113,14 @@ async def _collect_batch(
     if not batch:
         return []
 
+    listed = {item.sha256: item for item in batch}
     async with database.session() as session:
-        taken = [item for item in batch if await holds.take(session, item.sha256)]
-        needed = await in_use(session, (item.sha256 for item in taken))
-        orphans = [item for item in taken if item.sha256 not in needed]
-        if dry_run:
-            return orphans
-        for orphan in orphans:
-            await store.delete(orphan.sha256)
-            log.info("storage.orphan_removed", sha256=orphan.sha256, size=orphan.size)
+        unused = await holds.remove_unused(session, store, listed, in_use, dry_run=dry_run)
         await session.commit()
+    orphans = [listed[sha256] for sha256 in unused]
+    if not dry_run:
+        for orphan in orphans:
+            log.info("storage.orphan_removed", sha256=orphan.sha256, size=orphan.size)
     return orphans
 
 

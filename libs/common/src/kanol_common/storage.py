@@ -92,7 +92,7 @@ class LocalObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path_of(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not _is_hex(sha256, 64):
             raise ObjectNotFound(sha256)
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
@@ -295,7 +295,7 @@ class S3ObjectStore:
         self._opening = asyncio.Lock()
 
     def key_of(self, sha256: str) -> str:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not _is_hex(sha256, 64):
             raise ObjectNotFound(sha256)
         return f"{self.location.prefix}{sha256[:2]}/{sha256[2:4]}/{sha256}"
 

@@ -187,10 +187,8 @@ class PendingTransfers:
                     break
                 await repository.forget([row.id for row in batch])
                 await session.commit()
-                replies = {row.reply_sha256 for row in batch if row.reply_sha256}
-                taken = [sha256 for sha256 in replies if await holds.take(session, sha256)]
-                for sha256 in set(taken) - await in_use(session, taken):
-                    await self.store.delete(sha256)
+                replies = [row.reply_sha256 for row in batch if row.reply_sha256]
+                await holds.remove_unused(session, self.store, replies, in_use)
                 await session.commit()
             forgotten += len(batch)
         if forgotten:
@@ -210,8 +208,7 @@ class PendingTransfers:
 
     async def _forget_package(self, session: AsyncSession, sha256: str) -> None:
         """Remove the package from the store unless something else needs the same bytes."""
-        if await holds.take(session, sha256) and not await in_use(session, [sha256]):
-            await self.store.delete(sha256)
+        await holds.remove_unused(session, self.store, [sha256], in_use)
         await session.commit()
 
     async def _note_error(self, pending_id: uuid.UUID, error: str) -> None:

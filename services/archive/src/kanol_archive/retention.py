@@ -544,15 +544,8 @@ async def remove_destroyed_objects(session: AsyncSession, store: ObjectStore) ->
     )
     removed_count = 0
     for retention in result.all():
-        removed: list[str] = []
-        keys = dict.fromkeys(
-            o.storage_key for o in await _objects_of(session, retention.archive_id)
-        )
-        for key in keys:
-            if not await holds.take(session, key) or await in_use(session, [key]):
-                continue
-            await store.delete(key)
-            removed.append(key)
+        keys = [o.storage_key for o in await _objects_of(session, retention.archive_id)]
+        removed = await holds.remove_unused(session, store, keys, in_use)
         retention.removed = removed
         retention.purged = True
         session.add(retention)

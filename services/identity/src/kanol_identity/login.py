@@ -47,6 +47,7 @@ templates = Jinja2Templates(directory=PACKAGE / "templates")
 
 SESSION_COOKIE = "kanol_session"
 COOKIE_PATH = "/oauth"
+STATIC_URL = "/oauth/static/login.css"
 AUTHORIZE_PATH = "/oauth/authorize"
 REQUEST_PARAMETERS = (
     "client_id",
@@ -321,7 +322,7 @@ async def _issue_code(
     return redirect_to(authz.redirect_uri, parameters)
 
 
-@router.get("/oauth/static/login.css")
+@router.get(STATIC_URL)
 async def stylesheet() -> FileResponse:
     return FileResponse(
         PACKAGE / "static" / "login.css",
@@ -392,10 +393,7 @@ async def _checked_post(
     items = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
     authz = await _authorization_request(session, items)
     login_session = await current_session(session, request)
-    presented = _text(form.get("csrf_token")) or ""
-    if login_session is None or not secrets.compare_digest(
-        presented.encode(), login_session.csrf_token.encode()
-    ):
+    if login_session is None or not csrf_matches(login_session, _text(form.get("csrf_token"))):
         raise PageError(
             "Session expirée",
             "Votre session a expiré ou ce formulaire ne vient pas de Kanol. "
@@ -447,6 +445,11 @@ async def _forget_consent(session: AsyncSession, agent: Agent, client: ApiClient
 
 
 # -- sessions ------------------------------------------------------------------------------
+
+
+def csrf_matches(login_session: LoginSession, presented: str | None) -> bool:
+    """Whether a form carries its session's CSRF token (compared in constant time)."""
+    return secrets.compare_digest((presented or "").encode(), login_session.csrf_token.encode())
 
 
 async def current_session(session: AsyncSession, request: Request) -> LoginSession | None:
@@ -542,7 +545,7 @@ def _page(
         request,
         template,
         {
-            "static_url": "/oauth/static/login.css",
+            "static_url": STATIC_URL,
             "action": action,
             "csrf_token": login_session.csrf_token,
             "request_fields": authz.parameters,
@@ -637,7 +640,7 @@ def error_page(request: Request, error: PageError) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "error.html",
-        {"static_url": "/oauth/static/login.css", "title": error.title, "detail": error.detail},
+        {"static_url": STATIC_URL, "title": error.title, "detail": error.detail},
         status_code=error.status,
         headers=PAGE_HEADERS,
     )

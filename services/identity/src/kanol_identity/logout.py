@@ -13,7 +13,6 @@ with an error page, never followed. The tokens an application holds are its own 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,9 @@ from kanol_identity.login import (
     COOKIE_PATH,
     PAGE_HEADERS,
     SESSION_COOKIE,
+    STATIC_URL,
     PageError,
+    csrf_matches,
     current_session,
     error_page,
     redirect_to,
@@ -36,14 +37,12 @@ from kanol_identity.login import (
     settings_of,
     templates,
 )
-from kanol_identity.models import ApiClient
 from kanol_identity.oauth.models import LoginSession
 from kanol_identity.repository import ApiClientRepository
 
 log = get_logger(__name__)
 
 LOGOUT_PATH = "/oauth/logout"
-STATIC_URL = "/oauth/static/login.css"
 
 router = APIRouter(tags=["login"], include_in_schema=False)
 
@@ -103,10 +102,7 @@ async def confirm_logout(request: Request, session: SessionDep, keys: SigningKey
         return error_page(request, error)
 
     login_session = await current_session(session, request)
-    presented = fields.get("csrf_token", "").encode()
-    if login_session is not None and not secrets.compare_digest(
-        presented, login_session.csrf_token.encode()
-    ):
+    if login_session is not None and not csrf_matches(login_session, fields.get("csrf_token")):
         expired = PageError(
             "Formulaire expiré",
             "Ce formulaire ne vient pas de cette session : rechargez la page et recommencez.",
@@ -134,7 +130,8 @@ async def _logout_request(
 
     redirect_uri = fields.get("post_logout_redirect_uri") or None
     if redirect_uri is not None:
-        client = None if client_id is None else await _client(session, client_id)
+        repository = ApiClientRepository(session)
+        client = None if client_id is None else await repository.get_by_client_id(client_id)
         if client is None or redirect_uri not in client.redirect_uris:
             raise PageError(
                 "Adresse de retour inconnue",
@@ -147,10 +144,6 @@ async def _logout_request(
         client_id=client_id,
         hinted_agent=None if claims is None else str(claims["sub"]),
     )
-
-
-async def _client(session: SessionDep, client_id: str) -> ApiClient | None:
-    return await ApiClientRepository(session).get_by_client_id(client_id)
 
 
 async def _sign_out(

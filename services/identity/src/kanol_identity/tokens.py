@@ -174,13 +174,10 @@ async def read_access_token(
     session: AsyncSession, keys: SigningKeys, settings: IdentitySettings, token: str
 ) -> dict[str, Any] | None:
     """The claims of a valid access token of ours, or None (bad, expired, revoked)."""
-    try:
-        key_set = KeySet.import_key_set(await keys.public_key_set(session))
-        decoded = jwt.decode(token, key_set, algorithms=[ALGORITHM])
-    except (JoseError, ValueError, TypeError, UnicodeError):
+    # An ID token is no access token, even signed by the same key.
+    decoded = await _signed_by_us(session, keys, token, ACCESS_TOKEN_TYPE)
+    if decoded is None:
         return None
-    if decoded.header.get("typ") != ACCESS_TOKEN_TYPE:
-        return None  # an ID token is no access token, even signed by the same key
 
     registry = jwt.JWTClaimsRegistry(
         iss={"essential": True, "value": settings.token_issuer},
@@ -198,18 +195,29 @@ async def read_access_token(
     return decoded.claims
 
 
-async def read_id_token_hint(
-    session: AsyncSession, keys: SigningKeys, settings: IdentitySettings, token: str
-) -> dict[str, Any] | None:
-    """The claims of an ID token we signed, expired or not (a logout's ``id_token_hint``),
-    or None when it is not one of ours."""
+async def _signed_by_us(
+    session: AsyncSession, keys: SigningKeys, token: str, typ: str
+) -> jwt.Token | None:
+    """The token decoded, when one of our published keys signed it and its header says
+    ``typ``; its claims are not checked yet."""
     try:
         key_set = KeySet.import_key_set(await keys.public_key_set(session))
         decoded = jwt.decode(token, key_set, algorithms=[ALGORITHM])
     except (JoseError, ValueError, TypeError, UnicodeError):
         return None
+    return decoded if decoded.header.get("typ") == typ else None
+
+
+async def read_id_token_hint(
+    session: AsyncSession, keys: SigningKeys, settings: IdentitySettings, token: str
+) -> dict[str, Any] | None:
+    """The claims of an ID token we signed, expired or not (a logout's ``id_token_hint``),
+    or None when it is not one of ours."""
+    decoded = await _signed_by_us(session, keys, token, ID_TOKEN_TYPE)
+    if decoded is None:
+        return None
     claims = decoded.claims
-    if decoded.header.get("typ") != ID_TOKEN_TYPE or claims.get("iss") != settings.token_issuer:
+    if claims.get("iss") != settings.token_issuer:
         return None
     if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("aud"), str):
         return None
